@@ -1,0 +1,135 @@
+"""The node graphs of microexp_ros, described once.
+
+`launch/<graph>.launch.py` turns a graph into launch_ros Nodes (microexp_ros.bringup.ros_launch) and
+`microexp launch <graph>` runs the same graph as separate processes (microexp_ros.bringup.runner), so the two
+cannot drift apart. Launch arguments are strings (as on the `ros2 launch` command line); a graph function
+turns them into node specs with parameter files from `config/` and overrides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Argument:
+    default: str
+    description: str
+    choices: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node process: what `ros2 launch` and `microexp launch` both start."""
+
+    executable: str
+    name: str
+    params_files: tuple[str, ...] = ()              # file names under share/microexp_ros/config
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+    respawn: bool = False
+    respawn_delay_s: float = 1.0
+
+
+COMMON_ARGUMENTS: dict[str, Argument] = {
+    "dds_transport": Argument("shm", "FastDDS transport: shm (one host, large messages), large_data "
+                                     "(multi-host robots), default (FastDDS defaults)",
+                              ("shm", "large_data", "default")),
+}
+
+
+def _flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false", "1", "0"):
+        raise ValueError(f"expected true or false, got '{value}'")
+    return lowered in ("true", "1")
+
+
+def sensors(args: Mapping[str, str]) -> list[NodeSpec]:
+    """Event camera driver, RGB driver and time sync."""
+    events_topic = args["event_topic"]
+    nodes = []
+    if not _flag(args["use_external_event_camera"]):
+        driver_params: dict[str, Any] = {"source": args["event_source"]}
+        if args["event_file"]:
+            driver_params["file"] = args["event_file"]
+        nodes.append(NodeSpec("event_camera_driver", "event_camera", ("sensors.yaml",), driver_params,
+                              respawn=True))
+        events_topic = "/event_camera/events"
+    if args["rgb_source"]:
+        nodes.append(NodeSpec("rgb_driver", "rgb", ("sensors.yaml",), {"source": args["rgb_source"]},
+                              respawn=True))
+    nodes.append(NodeSpec("time_sync", "time_sync", ("sensors.yaml",),
+                          {"events_only": not args["rgb_source"]},
+                          (("events", events_topic), ("image", "/rgb/image_raw"))))
+    return nodes
+
+
+def replay(args: Mapping[str, str]) -> list[NodeSpec]:
+    """A recorded bag played back into time sync, as the drivers would have published it."""
+    player: dict[str, Any] = {"rate": float(args["rate"]), "loop": _flag(args["loop"]),
+                              "start_offset": float(args["start_offset"])}
+    if args["bag"]:
+        player["bag"] = args["bag"]
+    return [
+        NodeSpec("bag_player", "bag_player", ("replay.yaml",), player),
+        NodeSpec("time_sync", "time_sync", ("replay.yaml",), {},
+                 (("events", args["event_topic"]), ("image", args["image_topic"]))),
+    ]
+
+
+def record(args: Mapping[str, str]) -> list[NodeSpec]:
+    """Record topics to an MCAP bag."""
+    recorder: dict[str, Any] = {}
+    if args["topics"]:
+        recorder["topics"] = [t for t in args["topics"].split(",") if t]
+    if args["output"]:
+        recorder["output"] = args["output"]
+    return [NodeSpec("bag_recorder", "bag_recorder", ("record.yaml",), recorder)]
+
+
+GRAPHS: dict[str, tuple[Callable[[Mapping[str, str]], list[NodeSpec]], dict[str, Argument]]] = {
+    "sensors": (sensors, {
+        "event_source": Argument("file", "event source of the driver: file or sim"),
+        "event_file": Argument("", "recording played by the driver when event_source is file (.raw, .aedat4, bag)"),
+        "rgb_source": Argument("", "RGB camera: a device index (e.g. 0) or a video file; empty = events only"),
+        "use_external_event_camera": Argument("false", "true: do not start our driver, use event_topic "
+                                                       "(metavision_driver / libcaer_driver)", ("true", "false")),
+        "event_topic": Argument("/event_camera/events", "EventPacket topic of an external driver"),
+    }),
+    "replay": (replay, {
+        "bag": Argument("", "bag to replay (rosbag2 MCAP/sqlite3 or ROS 1); empty = the embedded default bag"),
+        "rate": Argument("1.0", "playback rate factor"),
+        "loop": Argument("false", "replay in a loop", ("true", "false")),
+        "start_offset": Argument("0.0", "seconds to skip at the start of the bag"),
+        "event_topic": Argument("/event_camera/events", "EventPacket topic in the bag"),
+        "image_topic": Argument("/rgb/image_raw", "Image topic in the bag"),
+    }),
+    "record": (record, {
+        "topics": Argument("", "comma-separated topics to record; empty = record.yaml's list"),
+        "output": Argument("", "bag directory to write; empty = record.yaml's (a timestamped name)"),
+    }),
+}
+
+
+def arguments(graph: str) -> dict[str, Argument]:
+    """Every launch argument of `graph`, with defaults; KeyError naming the known graphs."""
+    if graph not in GRAPHS:
+        raise KeyError(f"unknown graph '{graph}' (known: {', '.join(sorted(GRAPHS))})")
+    return {**COMMON_ARGUMENTS, **GRAPHS[graph][1]}
+
+
+def resolve(graph: str, overrides: Mapping[str, str]) -> tuple[dict[str, str], list[NodeSpec]]:
+    """Launch arguments with defaults filled in and checked, and the node specs they give."""
+    declared = arguments(graph)
+    unknown = set(overrides) - set(declared)
+    if unknown:
+        raise ValueError(f"unknown argument(s) {', '.join(sorted(unknown))} for graph '{graph}' "
+                         f"(known: {', '.join(sorted(declared))})")
+    values = {name: overrides.get(name, arg.default) for name, arg in declared.items()}
+    for name, arg in declared.items():
+        if arg.choices and values[name] not in arg.choices:
+            raise ValueError(f"argument {name}:={values[name]} is not one of {', '.join(arg.choices)}")
+    return values, GRAPHS[graph][0](values)

@@ -1,0 +1,143 @@
+"""`microexp launch`: run a graph of microexp_ros.bringup.graphs as separate node processes, like `ros2 launch`.
+
+Each node gets the same command line `ros2 launch` would give it (executable from <prefix>/lib/microexp_ros,
+--params-file for its config files, -p overrides, -r remappings). The runner forwards SIGINT/SIGTERM, reports
+each node's exit, respawns nodes marked respawn, and escalates to SIGTERM/SIGKILL for nodes that do not stop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from microexp_ros.bringup.graphs import NodeSpec, resolve
+from microexp_ros.resources import PACKAGE, share_dir
+from microexp_ros.ros.dds import TRANSPORT_ENV, configure_transport
+
+
+def executable_path(name: str) -> Path:
+    """Where the install put a node executable (<prefix>/lib/microexp_ros/<name>, as `ros2 run` expects)."""
+    path = share_dir().parent.parent / "lib" / PACKAGE / name
+    if not path.is_file():
+        raise FileNotFoundError(f"node executable '{name}' not installed at {path} (run `make setup`)")
+    return path
+
+
+def parameter_value(value: object) -> str:
+    """A parameter value in the YAML form `--ros-args -p name:=value` parses."""
+    return json.dumps(value)
+
+
+def node_command(spec: NodeSpec) -> list[str]:
+    """The command line of one node process."""
+    cmd = [str(executable_path(spec.executable)), "--ros-args", "-r", f"__node:={spec.name}"]
+    for params_file in spec.params_files:
+        cmd += ["--params-file", str(share_dir() / "config" / params_file)]
+    for key, value in spec.parameters.items():
+        cmd += ["-p", f"{key}:={parameter_value(value)}"]
+    for source, target in spec.remappings:
+        cmd += ["-r", f"{source}:={target}"]
+    return cmd
+
+
+@dataclass
+class _Process:
+    spec: NodeSpec
+    popen: subprocess.Popen
+    restarts: int = 0
+    restart_at: float | None = None
+
+
+class Launcher:
+    """Runs one graph until SIGINT/SIGTERM, a duration, every node exiting, or a chosen node exiting."""
+
+    def __init__(self, graph: str, overrides: Mapping[str, str], env: Mapping[str, str] | None = None,
+                 log: Callable[[str], None] = print, stop_timeout_s: float = 10.0) -> None:
+        self.args, self.specs = resolve(graph, overrides)
+        self.env = dict(os.environ if env is None else env)
+        self.env[TRANSPORT_ENV] = self.args["dds_transport"]
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        configure_transport(self.env)
+        self.log = log
+        self.stop_timeout_s = stop_timeout_s
+        self.processes: dict[str, _Process] = {}
+        self.exit_codes: dict[str, list[int]] = {}
+        self._stop_requested = False
+
+    def _start(self, spec: NodeSpec) -> subprocess.Popen:
+        # A session of its own: a terminal's Ctrl-C reaches the runner, which forwards it once.
+        return subprocess.Popen(node_command(spec), env=self.env, start_new_session=True)
+
+    def request_stop(self, *_: object) -> None:
+        self._stop_requested = True
+
+    def run(self, duration_s: float | None = None, until_exit: str | None = None) -> int:
+        """Run the graph; 0 when every node exited cleanly (0, or stopped by our SIGINT), else 1."""
+        previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for spec in self.specs:
+                self.processes[spec.name] = _Process(spec, self._start(spec))
+                self.log(f"[launch] started {spec.name} ({spec.executable}), pid "
+                         f"{self.processes[spec.name].popen.pid}")
+            deadline = None if duration_s is None else time.monotonic() + duration_s
+            while not self._stop_requested:
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.log(f"[launch] duration of {duration_s:g} s reached")
+                    break
+                if self._poll(until_exit):
+                    break
+                time.sleep(0.05)
+            self._stop_all()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        failed = {name: codes for name, codes in self.exit_codes.items() if any(c != 0 for c in codes)}
+        if failed:
+            self.log(f"[launch] nodes with non-zero exits: {failed}")
+        return 1 if failed else 0
+
+    def _poll(self, until_exit: str | None) -> bool:
+        """Handle exits and respawns; True when the graph is finished."""
+        now = time.monotonic()
+        for name, proc in self.processes.items():
+            if proc.restart_at is not None:
+                if now >= proc.restart_at:
+                    proc.popen, proc.restart_at = self._start(proc.spec), None
+                    proc.restarts += 1
+                    self.log(f"[launch] respawned {name} (restart {proc.restarts}), pid {proc.popen.pid}")
+                continue
+            code = proc.popen.poll()
+            if code is None or name in self.exit_codes and len(self.exit_codes[name]) > proc.restarts:
+                continue
+            self.exit_codes.setdefault(name, []).append(code)
+            self.log(f"[launch] {name} exited with code {code}")
+            if until_exit == name:
+                return True
+            if proc.spec.respawn:
+                proc.restart_at = now + proc.spec.respawn_delay_s
+        running = any(p.restart_at is not None or p.popen.poll() is None for p in self.processes.values())
+        return not running
+
+    def _stop_all(self) -> None:
+        alive = [p for p in self.processes.values() if p.restart_at is None and p.popen.poll() is None]
+        for proc in alive:
+            proc.popen.send_signal(signal.SIGINT)
+        end = time.monotonic() + self.stop_timeout_s
+        for escalate in (signal.SIGTERM, signal.SIGKILL):
+            while time.monotonic() < end and any(p.popen.poll() is None for p in alive):
+                time.sleep(0.05)
+            stuck = [p for p in alive if p.popen.poll() is None]
+            for proc in stuck:
+                self.log(f"[launch] {proc.spec.name} did not stop in time: sending {escalate.name}")
+                proc.popen.send_signal(escalate)
+            end = time.monotonic() + 2.0
+        for proc in alive:
+            code = proc.popen.wait()
+            self.exit_codes.setdefault(proc.spec.name, []).append(code)
+            self.log(f"[launch] {proc.spec.name} exited with code {code}")

@@ -1,0 +1,50 @@
+"""How commands print results: a human table by default, one JSON object with `--json`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    """Give a command the `--json` flag every figure-printing command takes."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return _jsonable(value.item())
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def emit(args: argparse.Namespace, payload: Mapping[str, Any], text: str) -> None:
+    """Print `payload` as JSON when `--json` was given, otherwise the human-readable `text`."""
+    if getattr(args, "json", False):
+        print(json.dumps(_jsonable(payload), sort_keys=True))
+    else:
+        print(text)
+
+
+def format_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A plain aligned text table."""
+    cells = [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join(out)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return str(value)

@@ -1,0 +1,1 @@
+"""Datasets, manifests, splits and bag I/O (rosbags needs no ROS install)."""

@@ -1,0 +1,1 @@
+"""Event data: codecs, file readers, event arrays, representations, windowing. No ROS imports."""

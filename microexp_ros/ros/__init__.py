@@ -1,0 +1,1 @@
+"""ROS adapters shared by every node: QoS, DDS transport, parameters, message conversion, time."""

@@ -1,0 +1,46 @@
+"""Test process: subscribe to topics and write every message received as length-prefixed CDR to files.
+
+Usage: cdr_recorder.py SPEC_JSON TIMEOUT_S — a list of {"topic", "type", "file", "qos", "count"}.
+Prints "ready" once subscribed; exits 0 when every topic got its count, 4 on timeout (the files then hold
+what did arrive).
+"""
+
+import json
+import sys
+import time
+
+import rclpy
+
+from microexp_ros.ros import qos
+from microexp_ros.ros.dds import configure_transport
+from microexp_ros.ros.msg_types import message_class
+from cdr_files import write_blobs
+
+
+def main() -> int:
+    spec, timeout = json.loads(sys.argv[1]), float(sys.argv[2])
+    configure_transport()
+    rclpy.init()
+    node = rclpy.create_node("cdr_recorder")
+    received: dict[str, list[bytes]] = {item["topic"]: [] for item in spec}
+    for item in spec:
+        profile = qos.predictions_qos() if item["qos"] == "reliable" else qos.events_qos()
+        node.create_subscription(message_class(item["type"]), item["topic"], received[item["topic"]].append,
+                                 profile, raw=True)
+    print("ready", flush=True)
+    deadline = time.monotonic() + timeout
+
+    def complete() -> bool:
+        return all(len(received[item["topic"]]) >= item["count"] for item in spec)
+
+    while not complete() and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    for item in spec:
+        write_blobs(item["file"], received[item["topic"]])
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0 if complete() else 4
+
+
+if __name__ == "__main__":
+    sys.exit(main())

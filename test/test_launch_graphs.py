@@ -1,0 +1,128 @@
+"""launch/*.launch.py and `microexp launch` start the same nodes with the same parameters and remappings.
+
+ROS launch is not installable here, so the launch files run against small stand-ins for the launch and
+launch_ros classes they use, which record what the files construct; a real ROS 2 install runs the same files.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from microexp_ros.bringup.graphs import GRAPHS, arguments, resolve
+from microexp_ros.bringup.runner import node_command
+from microexp_ros.resources import share_dir
+
+LAUNCH_DIR = share_dir() / "launch"
+
+
+class Recorded:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+class LaunchConfiguration(Recorded):
+    def perform(self, context):
+        return context.launch_configurations[self.args[0]]
+
+
+class OpaqueFunction(Recorded):
+    def execute(self, context):
+        return self.kwargs["function"](context, *self.kwargs.get("args", []))
+
+
+class LaunchContext:
+    def __init__(self, values):
+        self.launch_configurations = values
+
+
+@pytest.fixture
+def launch_stand_ins(monkeypatch):
+    """Stand-ins for the launch/launch_ros names the launch files use (only where ROS launch is absent)."""
+    if importlib.util.find_spec("launch_ros") is not None:
+        pytest.skip("real launch_ros installed: use launch_testing there")
+    modules = {
+        "launch": {"LaunchDescription": Recorded, "LaunchContext": LaunchContext},
+        "launch.actions": {"DeclareLaunchArgument": Recorded, "OpaqueFunction": OpaqueFunction,
+                           "SetEnvironmentVariable": Recorded},
+        "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration},
+        "launch_ros": {},
+        "launch_ros.actions": {"Node": Recorded},
+    }
+    for name, attrs in modules.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attrs)
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.delitem(sys.modules, "microexp_ros.bringup.ros_launch", raising=False)
+
+
+def run_launch_file(path: Path, overrides: dict[str, str]) -> tuple[list[Recorded], list[Recorded]]:
+    """(declared arguments, Node actions) of a launch file, as `ros2 launch file.py k:=v` would build them."""
+    spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    entities = module.generate_launch_description().args[0]
+    declared = [e for e in entities if e.__class__.__name__ == "Recorded" and "default_value" in e.kwargs]
+    values = {d.args[0]: d.kwargs["default_value"] for d in declared} | overrides
+    actions = [a for e in entities if isinstance(e, OpaqueFunction) for a in e.execute(LaunchContext(values))]
+    return declared, [a for a in actions if "executable" in a.kwargs]
+
+
+def launcher_view(node: Recorded) -> dict:
+    """A launch_ros Node reduced to what the runner's command line carries."""
+    kw = node.kwargs
+    *files, overrides = kw["parameters"]
+    return {"executable": kw["executable"], "name": kw["name"], "params_files": [Path(f).name for f in files],
+            "parameters": {k: json.dumps(v) for k, v in overrides.items()},
+            "remappings": [list(r) for r in kw["remappings"]], "respawn": kw["respawn"]}
+
+
+def command_view(cmd: list[str], respawn: bool) -> dict:
+    """The runner's command line reduced to the same fields."""
+    args = cmd[2:]
+    pairs = list(zip(args[::2], args[1::2]))
+    remaps = [v.split(":=", 1) for k, v in pairs if k == "-r"]
+    return {"executable": Path(cmd[0]).name, "name": remaps[0][1],
+            "params_files": [Path(v).name for k, v in pairs if k == "--params-file"],
+            "parameters": dict(v.split(":=", 1) for k, v in pairs if k == "-p"),
+            "remappings": remaps[1:], "respawn": respawn}
+
+
+def test_every_graph_has_a_launch_file_and_back():
+    files = {p.name.removesuffix(".launch.py") for p in LAUNCH_DIR.glob("*.launch.py")}
+    assert files == set(GRAPHS)
+
+
+ARGUMENT_CASES = {
+    "sensors": [{}, {"use_external_event_camera": "true", "event_topic": "/cam/events", "rgb_source": "0"},
+                {"event_source": "sim", "dds_transport": "large_data"}],
+    "replay": [{}, {"bag": "/data/x", "rate": "2.0", "loop": "true"}],
+    "record": [{}, {"topics": "/a,/b", "output": "/tmp/out"}],
+}
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+def test_launch_file_and_runner_start_the_same_nodes(launch_stand_ins, graph):
+    for overrides in ARGUMENT_CASES[graph]:
+        declared, nodes = run_launch_file(LAUNCH_DIR / f"{graph}.launch.py", overrides)
+        assert {d.args[0]: d.kwargs["default_value"] for d in declared} == {
+            name: arg.default for name, arg in arguments(graph).items()}
+        _, specs = resolve(graph, overrides)
+        assert [launcher_view(n) for n in nodes] == [command_view(node_command(s), s.respawn) for s in specs]
+        for node in nodes:
+            for params_file in node.kwargs["parameters"][:-1]:
+                assert Path(params_file).is_file(), f"{graph}: missing parameter file {params_file}"
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="unknown argument"):
+        resolve("replay", {"bagg": "x"})
+    with pytest.raises(ValueError, match="dds_transport"):
+        resolve("replay", {"dds_transport": "tcp"})
+    with pytest.raises(KeyError, match="unknown graph"):
+        resolve("nope", {})
