@@ -208,6 +208,7 @@ class Bootstrap:
         self.wheels_step()
         self.cmake_fixups_step()
         self.interfaces_step("event_camera_msgs")
+        self.interfaces_step("hri_msgs")
         self.cmake_package_step("microexp_ros", self.source, PACKAGE_INPUTS)
         log(f"ready in {time.monotonic() - total:.1f} s: {self.venv}")
 

@@ -35,7 +35,7 @@ def test_second_run_rebuilds_and_reinstalls_nothing():
     assert second.returncode == 0, second.stderr
     said = steps(second.stdout)
     assert said == {"venv": "up to date", "wheels": "up to date", "cmake-fixups": "up to date",
-                    "event_camera_msgs": "up to date", "microexp_ros": "up to date"}, second.stdout
+                    "event_camera_msgs": "up to date", "hri_msgs": "up to date", "microexp_ros": "up to date"}, second.stdout
     assert generated.stat().st_mtime_ns == before
 
 
@@ -48,7 +48,7 @@ def test_msg_change_is_rebuilt_and_msg_error_is_reported(tmp_path):
             shutil.copytree(path, src / entry, ignore=shutil.ignore_patterns("__pycache__"))
         elif path.is_file():
             shutil.copy2(path, src / entry)
-    env = dict(os.environ, AMENT_PREFIX_PATH=str(VENV))  # event_camera_msgs: the one already in the venv
+    env = dict(os.environ, AMENT_PREFIX_PATH=str(VENV))  # interface packages: the ones already in the venv
     args = ("--source", str(src), "--prefix", str(prefix), "--build-dir", str(build))
 
     built = bootstrap(*args, env=env)

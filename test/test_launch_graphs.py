@@ -103,6 +103,10 @@ ARGUMENT_CASES = {
                 {"event_source": "sim", "dds_transport": "large_data"}],
     "replay": [{}, {"bag": "/data/x", "rate": "2.0", "loop": "true"}],
     "record": [{}, {"topics": "/a,/b", "output": "/tmp/out"}],
+    "hri": [{}, {"source": "bag", "resolution": "low", "rate": "2.0"},
+            {"use_external_event_camera": "false", "event_file": "/data/x.raw", "rgb_source": "",
+             "au_model": "/m/a.safetensors", "recon_model": "/m/r.safetensors"}],
+    "sim": [{}, {"resolution": "low"}],
 }
 
 

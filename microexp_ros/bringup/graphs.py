@@ -90,6 +90,70 @@ def record(args: Mapping[str, str]) -> list[NodeSpec]:
     return [NodeSpec("bag_recorder", "bag_recorder", ("record.yaml",), recorder)]
 
 
+def _event_sources(args: Mapping[str, str], config: tuple[str, ...]) -> tuple[list[NodeSpec], str, bool]:
+    """The sensor end of the HRI and sim graphs: (nodes, event topic, whether an RGB stream exists)."""
+    source = args["source"]
+    if source == "bag":
+        player: dict[str, Any] = {"exit_when_done": True}
+        if args["bag"]:
+            player["bag"] = args["bag"]
+        if args["rate"]:
+            player["rate"] = float(args["rate"])
+        topic = "/event_camera_low/events" if args["resolution"] == "low" else "/event_camera/events"
+        return [NodeSpec("bag_player", "bag_player", config, player)], topic, True
+    if source == "sim":
+        driver = {"source": "sim", "resolution": args["resolution"]}
+        return [NodeSpec("event_camera_driver", "event_camera", config, driver, respawn=True)], \
+            "/event_camera/events", False
+    nodes, events_topic = [], args["event_topic"]
+    if not _flag(args["use_external_event_camera"]):
+        driver = {"source": "file", "file": args["event_file"]}
+        nodes.append(NodeSpec("event_camera_driver", "event_camera", config, driver, respawn=True))
+        events_topic = "/event_camera/events"
+    if args["rgb_source"]:
+        nodes.append(NodeSpec("rgb_driver", "rgb", config, {"source": args["rgb_source"]}, respawn=True))
+    return nodes, events_topic, bool(args["rgb_source"])
+
+
+def hri(args: Mapping[str, str]) -> list[NodeSpec]:
+    """The whole system: sensors (or a bag, or the simulator) → sync → AUs, reconstruction, face, ROS4HRI."""
+    config = ("sensors.yaml", "models.yaml", "hri.yaml")
+    nodes, events_topic, has_rgb = _event_sources(args, config)
+    samples = (("samples", "/time_sync/samples"),)
+    classifier: dict[str, Any] = {"use_face_region": has_rgb}
+    if args["au_model"]:
+        classifier["model_path"] = args["au_model"]
+    recon: dict[str, Any] = {}
+    if args["recon_model"]:
+        recon["model_path"] = args["recon_model"]
+    nodes += [
+        NodeSpec("time_sync", "time_sync", config, {"events_only": not has_rgb},
+                 (("events", events_topic), ("image", "/rgb/image_raw"))),
+        NodeSpec("face_region", "face_region", config, {}, samples),
+        NodeSpec("au_classifier", "au_classifier", config, classifier,
+                 samples + (("face_region", "/face_region/region"),)),
+        NodeSpec("reconstruction", "reconstruction", config, recon, samples),
+        NodeSpec("hri_bridge", "hri_bridge", config, {}),
+    ]
+    return nodes
+
+
+_HRI_ARGUMENTS = {
+    "source": Argument("live", "live cameras, a recorded bag, or the simulated face", ("live", "bag", "sim")),
+    "bag": Argument("", "with source:=bag, the bag to replay; empty = the embedded default bag"),
+    "rate": Argument("", "with source:=bag, the playback rate factor; empty = replay.yaml's"),
+    "resolution": Argument("high", "event resolution to use from a bag or the simulator", ("high", "low")),
+    "use_external_event_camera": Argument("true", "with source:=live, true: events from event_topic "
+                                                  "(metavision_driver / libcaer_driver); false: our driver "
+                                                  "plays event_file", ("true", "false")),
+    "event_file": Argument("", "with use_external_event_camera:=false, the recording our driver plays"),
+    "rgb_source": Argument("0", "with source:=live, the RGB camera: device index or video file; empty = none"),
+    "event_topic": Argument("/event_camera/events", "EventPacket topic of an external driver"),
+    "au_model": Argument("", "AU classifier weights (.safetensors); empty = the shipped default"),
+    "recon_model": Argument("", "reconstruction weights (.safetensors); empty = the shipped default"),
+}
+
+
 GRAPHS: dict[str, tuple[Callable[[Mapping[str, str]], list[NodeSpec]], dict[str, Argument]]] = {
     "sensors": (sensors, {
         "event_source": Argument("file", "event source of the driver: file or sim"),
@@ -107,6 +171,9 @@ GRAPHS: dict[str, tuple[Callable[[Mapping[str, str]], list[NodeSpec]], dict[str,
         "event_topic": Argument("/event_camera/events", "EventPacket topic in the bag"),
         "image_topic": Argument("/rgb/image_raw", "Image topic in the bag"),
     }),
+    "hri": (hri, _HRI_ARGUMENTS),
+    "sim": (hri, {**_HRI_ARGUMENTS, "source": Argument("sim", "the simulated face through the event simulator",
+                                                         ("sim",))}),
     "record": (record, {
         "topics": Argument("", "comma-separated topics to record; empty = record.yaml's list"),
         "output": Argument("", "bag directory to write; empty = record.yaml's (a timestamped name)"),
