@@ -77,8 +77,12 @@ class Launcher:
     def request_stop(self, *_: object) -> None:
         self._stop_requested = True
 
-    def run(self, duration_s: float | None = None, until_exit: str | None = None) -> int:
-        """Run the graph; 0 when every node exited cleanly (0, or stopped by our SIGINT), else 1."""
+    def run(self, duration_s: float | None = None, until_exit: str | None = None, grace_s: float = 0.0) -> int:
+        """Run the graph; 0 when every node exited cleanly (0, or stopped by our SIGINT), else 1.
+
+        With `until_exit`, the graph stops `grace_s` seconds after that node exits (time for the last data
+        to flow through the rest of the graph).
+        """
         previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             for spec in self.specs:
@@ -91,6 +95,9 @@ class Launcher:
                     self.log(f"[launch] duration of {duration_s:g} s reached")
                     break
                 if self._poll(until_exit):
+                    if until_exit is not None and until_exit in self.exit_codes and grace_s > 0:
+                        self.log(f"[launch] {until_exit} finished: stopping the graph in {grace_s:g} s")
+                        time.sleep(grace_s)
                     break
                 time.sleep(0.05)
             self._stop_all()

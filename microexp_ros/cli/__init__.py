@@ -1,7 +1,8 @@
 """The `microexp` command: one entry point whose subcommand groups are contributed by feature modules.
 
-Each module in COMMAND_MODULES defines `register(groups)`, where `groups(name, help)` returns the
-subparsers object of that group (created on first use). Handlers are set with
+Each module in COMMAND_MODULES defines `register(group)`, where `group(name, help)` returns the
+subparsers object of that group (created on first use), and `group(None, "")` the top level (for the few
+commands that stand alone, like `microexp demo`). Handlers are set with
 `parser.set_defaults(func=handler)`, take the parsed args and return an exit code. Heavy imports (torch,
 rclpy) belong inside handlers so `microexp --help` stays fast.
 """
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "microexp_ros.cli.info_cmd",
     "microexp_ros.cli.launch_cmd",
+    "microexp_ros.cli.demo_cmd",
     "microexp_ros.cli.events_cmd",
     "microexp_ros.cli.recon_cmd",
     "microexp_ros.cli.bench_decode_cmd",
@@ -34,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     top = parser.add_subparsers(dest="group", metavar="<group>")
     groups: dict[str, argparse._SubParsersAction] = {}
 
-    def group(name: str, help_text: str) -> argparse._SubParsersAction:
+    def group(name: str | None, help_text: str) -> argparse._SubParsersAction:
+        if name is None:
+            return top
         if name not in groups:
             sub = top.add_parser(name, help=help_text, description=help_text)
             groups[name] = sub.add_subparsers(dest="command", metavar="<command>")
