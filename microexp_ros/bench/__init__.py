@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a table (or one JSON object) with a baseline measured in the same run."""

@@ -1,0 +1,43 @@
+"""`microexp bench decode`: EVT3 decode rate against the evt3 (Rust) and expelliarmus (C) packages."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from microexp_ros.cli.output import add_json_flag, emit, format_table
+
+_REAL_DATA = Path(os.environ.get("MICROEXP_REAL_DATA", Path(__file__).resolve().parents[3] / "shared" / "data" / "real"))
+
+
+def register(group) -> None:
+    parser = group("bench", "benchmarks").add_parser(
+        "decode", help="EVT3 decode Mev/s: ours vs PyPI evt3 and expelliarmus, on a file and a large stream")
+    parser.add_argument("--file", type=Path, default=_REAL_DATA / "expelliarmus" / "evt3_sample.raw",
+                        help="EVT3 .raw file to measure and to tile into the large stream (default: %(default)s)")
+    parser.add_argument("--events", type=int, default=20_000_000,
+                        help="size of the large tiled stream in events (default: %(default)s)")
+    parser.add_argument("--width", type=int, default=1280, help="sensor width (default: %(default)s)")
+    parser.add_argument("--height", type=int, default=720, help="sensor height (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per decoder; the median is reported")
+    add_json_flag(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from microexp_ros.bench.decode import DECODE_HEADERS, decode_table, run_decode_benchmark
+
+    if not args.file.is_file():
+        print(f"bench decode: input file not found: {args.file} (pass --file)", file=sys.stderr)
+        return 2
+    try:
+        result = run_decode_benchmark(args.file, args.events, args.width, args.height, args.repeats)
+    except ValueError as error:
+        print(f"bench decode: {error}", file=sys.stderr)
+        return 2
+    text = format_table(DECODE_HEADERS, decode_table(result))
+    text += f"\n5-bin voxel grid: {result['voxel_mevps']:.1f} Mev/s; median of {args.repeats} repeats"
+    emit(args, result, text)
+    return 0
