@@ -22,7 +22,7 @@ PROVIDERS = {
     "skimage": "python3-skimage", "matplotlib": "python3-matplotlib", "tqdm": "python3-tqdm",
     "numba": "python3-numba", "rosbags": "python3-rosbags-pip", "torch": "python3-torch-pip",
     "snntorch": "python3-snntorch-pip", "safetensors": "python3-safetensors-pip", "aedat": "python3-aedat-pip",
-    "mcap": "python3-mcap-pip", "psutil": "python3-psutil", "evt3": "python3-evt3-pip",
+    "mcap": "python3-mcap-pip", "dlib": "python3-dlib-pip", "psutil": "python3-psutil", "evt3": "python3-evt3-pip",
     "expelliarmus": "python3-expelliarmus-pip", "catkin_pkg": "python3-catkin-pkg",
     "setuptools": "python3-setuptools",
 }

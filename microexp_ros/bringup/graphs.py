@@ -120,19 +120,22 @@ def hri(args: Mapping[str, str]) -> list[NodeSpec]:
     config = ("sensors.yaml", "models.yaml", "hri.yaml")
     nodes, events_topic, has_rgb = _event_sources(args, config)
     samples = (("samples", "/time_sync/samples"),)
-    classifier: dict[str, Any] = {"use_face_region": has_rgb}
+    # Live RGB: detect the face and crop both streams to it. A bag or the simulator already frames the face
+    # (the generated recordings are face regions), so the region is the static one of hri.yaml.
+    detect = has_rgb and args["source"] == "live"
+    region = (("face_region", "/face_region/region"),)
+    classifier: dict[str, Any] = {"use_face_region": detect}
+    recon: dict[str, Any] = {"use_face_region": detect}
     if args["au_model"]:
         classifier["model_path"] = args["au_model"]
-    recon: dict[str, Any] = {}
     if args["recon_model"]:
         recon["model_path"] = args["recon_model"]
     nodes += [
         NodeSpec("time_sync", "time_sync", config, {"events_only": not has_rgb},
                  (("events", events_topic), ("image", "/rgb/image_raw"))),
-        NodeSpec("face_region", "face_region", config, {}, samples),
-        NodeSpec("au_classifier", "au_classifier", config, classifier,
-                 samples + (("face_region", "/face_region/region"),)),
-        NodeSpec("reconstruction", "reconstruction", config, recon, samples),
+        NodeSpec("face_region", "face_region", config, {"source": "samples" if detect else "static"}, samples),
+        NodeSpec("au_classifier", "au_classifier", config, classifier, samples + region),
+        NodeSpec("reconstruction", "reconstruction", config, recon, samples + region),
         NodeSpec("hri_bridge", "hri_bridge", config, {}),
     ]
     return nodes
