@@ -55,3 +55,22 @@ def msg_definition(package: str, name: str) -> str:
         return path.read_text()
     except FileNotFoundError:
         raise FileNotFoundError(f"message definition {package}/msg/{name} not found at {path}") from None
+
+
+def real_data_dir() -> Path:
+    """The shared real recordings (`../shared/data/real` beside the clone), or $MICROEXP_REAL_DATA.
+
+    Looked for beside the source checkout and beside the working directory (make and CI run from the repo
+    root); FileNotFoundError naming the places searched when none has them.
+    """
+    override = os.environ.get("MICROEXP_REAL_DATA")
+    candidates = [Path(override)] if override else [
+        _SOURCE_ROOT.parent / "shared" / "data" / "real",
+        Path.cwd().parent / "shared" / "data" / "real",
+        Path.cwd() / "shared" / "data" / "real",
+    ]
+    for candidate in candidates:
+        if (candidate / "SOURCES.md").is_file():
+            return candidate
+    raise FileNotFoundError("real recordings not found (looked in "
+                            + ", ".join(str(c) for c in candidates) + "); set MICROEXP_REAL_DATA")

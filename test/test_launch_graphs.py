@@ -101,7 +101,7 @@ def test_every_graph_has_a_launch_file_and_back():
 ARGUMENT_CASES = {
     "sensors": [{}, {"use_external_event_camera": "true", "event_topic": "/cam/events", "rgb_source": "0"},
                 {"event_source": "sim", "dds_transport": "large_data"}],
-    "replay": [{}, {"bag": "/data/x", "rate": "2.0", "loop": "true"}],
+    "replay": [{}, {"bag": "/data/x", "rate": "2.0", "loop": "true", "events_only": "true"}],
     "record": [{}, {"topics": "/a,/b", "output": "/tmp/out"}],
     "hri": [{}, {"source": "bag", "resolution": "low", "rate": "2.0"},
             {"use_external_event_camera": "false", "event_file": "/data/x.raw", "rgb_source": "",

@@ -75,7 +75,7 @@ def replay(args: Mapping[str, str]) -> list[NodeSpec]:
         player["bag"] = args["bag"]
     return [
         NodeSpec("bag_player", "bag_player", ("replay.yaml",), player),
-        NodeSpec("time_sync", "time_sync", ("replay.yaml",), {},
+        NodeSpec("time_sync", "time_sync", ("replay.yaml",), {"events_only": _flag(args["events_only"])},
                  (("events", args["event_topic"]), ("image", args["image_topic"]))),
     ]
 
@@ -173,6 +173,7 @@ GRAPHS: dict[str, tuple[Callable[[Mapping[str, str]], list[NodeSpec]], dict[str,
         "start_offset": Argument("0.0", "seconds to skip at the start of the bag"),
         "event_topic": Argument("/event_camera/events", "EventPacket topic in the bag"),
         "image_topic": Argument("/rgb/image_raw", "Image topic in the bag"),
+        "events_only": Argument("false", "true for a bag without RGB: fixed-rate windows", ("true", "false")),
     }),
     "hri": (hri, _HRI_ARGUMENTS),
     "sim": (hri, {**_HRI_ARGUMENTS, "source": Argument("sim", "the simulated face through the event simulator",

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from microexp_ros.cli.output import add_json_flag, emit, format_table
+from microexp_ros.resources import real_data_dir
 
-_REAL_DATA = Path(os.environ.get("MICROEXP_REAL_DATA", Path(__file__).resolve().parents[3] / "shared" / "data" / "real"))
 
 
 def register(group) -> None:
     parser = group("bench", "benchmarks").add_parser(
         "decode", help="EVT3 decode Mev/s: ours vs PyPI evt3 and expelliarmus, on a file and a large stream")
-    parser.add_argument("--file", type=Path, default=_REAL_DATA / "expelliarmus" / "evt3_sample.raw",
-                        help="EVT3 .raw file to measure and to tile into the large stream (default: %(default)s)")
+    parser.add_argument("--file", type=Path, default=None,
+                        help="EVT3 .raw file to measure and to tile into the large stream "
+                             "(default: expelliarmus/evt3_sample.raw of the real recordings)")
     parser.add_argument("--events", type=int, default=20_000_000,
                         help="size of the large tiled stream in events (default: %(default)s)")
     parser.add_argument("--width", type=int, default=1280, help="sensor width (default: %(default)s)")
@@ -27,6 +27,12 @@ def register(group) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.file is None:
+        try:
+            args.file = real_data_dir() / "expelliarmus" / "evt3_sample.raw"
+        except FileNotFoundError as error:
+            print(f"bench decode: no --file given and {error}", file=sys.stderr)
+            return 2
     from microexp_ros.bench.decode import DECODE_HEADERS, decode_table, run_decode_benchmark
 
     if not args.file.is_file():

@@ -126,7 +126,8 @@ class Packetizer:
 
     def _close(self, final: bool) -> list[Packet]:
         ev, tr = self._events, self._triggers
-        ev_t, tr_t = ev["t"], tr["t"]
+        # contiguous copies once: searchsorted on a strided field view would copy the whole column per call
+        ev_t, tr_t = np.ascontiguousarray(ev["t"]), np.ascontiguousarray(tr["t"])
         packets: list[Packet] = []
         i = j = 0
         while i < ev.size or j < tr.size:

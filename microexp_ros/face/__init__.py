@@ -1,0 +1,1 @@
+"""Where the face is: detection in RGB frames and the RGB → event-camera pixel mapping, without ROS."""

@@ -1,0 +1,178 @@
+"""au_classifier node: Action Units of each synchronised window, published on /au_predictions.
+
+Subscribes `samples` (microexp_ros/SyncedSample) or, when `events_only_topic` is set, an EventPacket stream it
+cuts into windows of the model's length at `window_rate_hz` itself (`EventStreamWindows`, built on the classes
+time_sync uses), so the AU model can keep its own window length while reconstruction uses the samples'. It
+crops the face region (the `roi` parameter in event pixels, or the latest FaceRegion on `face_region` when
+`use_face_region` is true), runs `AUPredictor.predict` (the same call as the offline evaluation, so a window
+gives the same probabilities online and offline), applies the `ActivationFilter` hysteresis and publishes
+microexp_ros/AUPredictions stamped with the window end (host time).
+
+Defined behaviour on odd input (all counted in /diagnostics, the node keeps running):
+- empty window (no events): the model runs on the empty input and its output is published like any other;
+  counted under `count/empty_windows` (a still face produces no events: that is data, not an error);
+- window length differing from the model's by more than `window_tolerance`: skipped, `drop/window_length`
+  (the model's input statistics depend on the window length);
+- undecodable or inconsistent sample, face region outside the sensor: skipped, counted under `error/<kind>`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import Counter
+
+import torch
+from builtin_interfaces.msg import Time
+from event_camera_msgs.msg import EventPacket
+from rclpy.node import Node
+from std_msgs.msg import Header
+
+from microexp_ros.facs import MODEL_AUS, au_name
+from microexp_ros.models.au_inference import ActivationFilter, AUPredictor
+from microexp_ros.models.weights import WeightsError
+from microexp_ros.msg import ActionUnit, AUPredictions, FaceRegion, SyncedSample
+from microexp_ros.nodes.sample_input import (EventStreamWindows, RegionSource, RegionUnavailable, SampleError,
+                                             SampleWindow, region_param, sample_window)
+from microexp_ros.ros import qos
+from microexp_ros.ros.diagnostics import Health
+from microexp_ros.ros.params import Param, ParameterError, declare_parameters
+from microexp_ros.ros.runtime import run_node
+from microexp_ros.ros.stamps import from_time_msg, to_time_msg
+
+PARAMS = [
+    Param("model_path", "", "AU weights (.safetensors with its .json sidecar); empty = the shipped default",
+          read_only=True),
+    Param("device", "cpu", "torch device for inference", choices=("cpu",), read_only=True),
+    Param("threads", 1, "torch intra-op threads", min=1, max=64, read_only=True),
+    Param("roi", [0, 0, 0, 0], "face region [x, y, w, h] in event pixels; w = h = 0 means the whole sensor",
+          read_only=True),
+    Param("use_face_region", False, "crop to the latest FaceRegion on `face_region` instead of `roi`", read_only=True),
+    Param("face_region_max_age_s", 1.0, "ignore a FaceRegion older than this before the window end", min=0.0,
+          read_only=True),
+    Param("face_id", "", "face id published when `use_face_region` is false (\"\" = the single tracked face)",
+          read_only=True),
+    Param("on_threshold", 0.6, "probability at or above which an AU pushes towards active", min=0.0, max=1.0,
+          read_only=True),
+    Param("off_threshold", 0.4, "probability below which an active AU pushes towards inactive", min=0.0, max=1.0,
+          read_only=True),
+    Param("min_windows", 2, "consecutive windows needed to switch an AU on or off", min=1, max=1000, read_only=True),
+    Param("window_tolerance", 0.05, "relative window-length mismatch to the model's accepted", min=0.0, max=1.0,
+          read_only=True),
+    Param("events_only_topic", "", "EventPacket topic to window directly instead of `samples` (\"\" = samples)",
+          read_only=True),
+    Param("window_rate_hz", 5.0, "window rate on `events_only_topic` (windows are the model's length)",
+          min=0.01, max=1000.0, read_only=True),
+]
+
+
+class AUClassifierNode(Node):
+    def __init__(self) -> None:
+        super().__init__("au_classifier")
+        p = declare_parameters(self, PARAMS)
+        self.regions = RegionSource(p["use_face_region"], region_param("roi", p["roi"]), None, p["face_id"],
+                                    int(p["face_region_max_age_s"] * 1e9))
+        if p["off_threshold"] > p["on_threshold"]:
+            raise ParameterError(f"off_threshold {p['off_threshold']} is above on_threshold {p['on_threshold']}")
+        torch.set_num_threads(p["threads"])
+        self.predictor = AUPredictor.from_file(p["model_path"] or None)
+        if self.predictor.modality != "events":
+            raise WeightsError(f"weights '{self.predictor.name}' take {self.predictor.modality} input; "
+                               "au_classifier needs an events model")
+        self.filter = ActivationFilter(p["on_threshold"], p["off_threshold"], p["min_windows"])
+        self.params = p
+        self.health = Health(self)
+        self.current_face_id: str | None = None
+        self.last_sequence: int | None = None
+        self.publisher = self.create_publisher(AUPredictions, "/au_predictions", qos.predictions_qos())
+        if p["events_only_topic"]:
+            self.stream = EventStreamWindows(self.predictor.window_ns, int(round(1e9 / p["window_rate_hz"])))
+            self.stream_reported: Counter = Counter()
+            self.create_subscription(EventPacket, p["events_only_topic"], self.on_events, qos.events_qos())
+        else:
+            self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos())
+        if p["use_face_region"]:
+            self.create_subscription(FaceRegion, "face_region", self.on_face_region, qos.predictions_qos())
+        self.get_logger().info(f"model '{self.predictor.name}' ({self.predictor.window_ns / 1e6:g} ms windows, "
+                               f"{self.predictor.bins} bins, {self.predictor.size} px)")
+
+    def on_face_region(self, msg: FaceRegion) -> None:
+        self.health.count("in:face_region")
+        self.regions.update_from_msg(msg)
+
+    def on_sample(self, msg: SyncedSample) -> None:
+        self.health.count("in:samples")
+        if self.last_sequence is not None and msg.sequence > self.last_sequence + 1:
+            self.health.drop("upstream_sequence_gap", int(msg.sequence - self.last_sequence - 1))
+        self.last_sequence = int(msg.sequence)
+        try:
+            window = sample_window(msg)
+        except SampleError as error:
+            self.health.error(error.kind, str(error))
+            return
+        for reason, n in window.drops.items():
+            self.health.drop(reason, n)
+        if window.count_mismatch:
+            self.health.error("event_count_mismatch", f"sample {msg.sequence} says {msg.event_count} events")
+        self.classify(window, msg.window_start, msg.window_end, msg.header.frame_id)
+
+    def on_events(self, msg: EventPacket) -> None:
+        self.health.count("in:packets")
+        try:
+            windows = self.stream.add(msg)
+        except SampleError as error:
+            self.health.error(error.kind, str(error))
+            return
+        totals = self.stream.drops()
+        for reason, total in totals.items():
+            if total > self.stream_reported[reason]:
+                self.health.drop(reason, total - self.stream_reported[reason])
+        self.stream_reported = totals
+        for cut in windows:
+            self.classify(cut.window, to_time_msg(max(cut.host_start_ns, 0)), to_time_msg(max(cut.host_end_ns, 0)),
+                          cut.frame_id)
+
+    def classify(self, window: SampleWindow, window_start: Time, window_end: Time, frame_id: str) -> None:
+        """Run the model on one window and publish its AUPredictions (or count why not)."""
+        length, expected = window.t1_ns - window.t0_ns, self.predictor.window_ns
+        if abs(length - expected) > self.params["window_tolerance"] * expected:
+            self.health.drop("window_length")
+            return
+        try:
+            face = self.regions.select(from_time_msg(window_end))
+        except RegionUnavailable as reason:
+            self.health.drop(str(reason))
+            return
+        face_id, roi = face.face_id, face.event_roi or (0, 0, window.width, window.height)
+        try:
+            result = self.predictor.predict(window.events, window.t0_ns, window.t1_ns, roi,
+                                            (window.width, window.height))
+        except ValueError as error:
+            self.health.error("bad_region", str(error))
+            return
+        except RuntimeError as error:  # torch refused this input: count it, keep serving the next windows
+            self.health.error("inference", str(error))
+            return
+        if window.events.size == 0:
+            self.health.count("empty_windows")
+        if face_id != self.current_face_id:
+            self.filter.reset()
+            self.current_face_id = face_id
+        active = self.filter.update(result.probabilities)
+        out = AUPredictions(header=Header(stamp=window_end, frame_id=frame_id), face_id=face_id,
+                            window_start=window_start, window_end=window_end, modality=AUPredictions.MODALITY_EVENTS,
+                            model_name=self.predictor.name, inference_latency_ms=float(result.latency_ms))
+        out.action_units = [ActionUnit(number=n, name=au_name(n), probability=float(prob), active=bool(on),
+                                       intensity=math.nan)
+                            for n, prob, on in zip(MODEL_AUS, result.probabilities, active)]
+        self.publisher.publish(out)
+        self.health.count("out:au_predictions")
+        self.health.values["inference_latency_ms"] = float(result.latency_ms)
+
+
+def main() -> None:
+    sys.exit(run_node(AUClassifierNode))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""event_camera_driver (node `event_camera`): publishes `~/events` EventPackets (evt3) from a pluggable source.
+
+Like metavision_driver: best-effort `events_qos()`, packets closed by `event_message_time_threshold` (s) or
+`event_message_size_threshold` (bytes), header.stamp = host time of the packet's first event, width/height/seq
+set, time_base 0. Sources: `file` (recordings and bags, paced at `rate`, optionally looped) and any kind in
+`microexp_ros.events.sources.SOURCE_KINDS` (e.g. `sim`). A source that cannot be opened or fails is logged,
+counted in diagnostics and retried with exponential backoff; the node never exits because of it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+import yaml
+from event_camera_msgs.msg import EventPacket
+from rclpy.node import Node
+from std_msgs.msg import Header
+
+from microexp_ros.events.packetizer import Packet, Packetizer
+from microexp_ros.events.sources import SOURCE_KINDS, EventStreamSource, Pacer, make_source
+from microexp_ros.ros import qos
+from microexp_ros.ros.diagnostics import Health
+from microexp_ros.ros.params import Param, declare_parameters
+from microexp_ros.ros.runtime import run_node
+from microexp_ros.ros.stamps import to_time_msg
+
+PARAMS = [
+    Param("source", "file", "where events come from", choices=tuple(SOURCE_KINDS)),
+    Param("file", "", "recording for source=file: .raw, .aedat4, .bin, rosbag2 or ROS 1 bag"),
+    Param("rate", 1.0, "playback rate of recorded/simulated sources: 1 = real time, 0 = as fast as possible",
+          min=0.0, max=1000.0),
+    Param("loop", False, "restart the recording at its end"),
+    Param("width", 0, "sensor width for files that do not store it (0 = from the file)", min=0, max=2048),
+    Param("height", 0, "sensor height for files that do not store it (0 = from the file)", min=0, max=2048),
+    Param("encoding", "", "encoding of a .raw file without a header line (evt3, evt2; '' = from the file)"),
+    Param("topic", "", "EventPacket topic to play from a bag with several ('' = the only one)"),
+    Param("source_options", "", "YAML mapping of extra options for the source (e.g. the simulator's)"),
+    Param("frame_id", "event_camera", "header.frame_id of the packets"),
+    Param("event_message_time_threshold", 1e-3, "close a packet once it spans this long (s)", min=1e-6, max=10.0),
+    Param("event_message_size_threshold", 1 << 20, "close a packet before it exceeds this many bytes",
+          min=64, max=1 << 30),
+    Param("send_queue_size", 1000, "publisher queue depth", min=1, max=100000),
+    Param("wait_for_subscribers", 0, "before playing, wait for this many subscribers (0 = start at once)",
+          min=0, max=100),
+    Param("retry_initial_s", 0.5, "first retry delay after a source failure (s)", min=0.01, max=60.0),
+    Param("retry_max_s", 10.0, "longest retry delay (s)", min=0.01, max=600.0),
+    Param("exit_when_done", False, "exit (code 0) when a non-looping source ends"),
+]
+
+
+class EventCameraDriver(Node):
+    def __init__(self) -> None:
+        super().__init__("event_camera")
+        self.p = declare_parameters(self, PARAMS)
+        self.health = Health(self)
+        self.publisher = self.create_publisher(EventPacket, "~/events", qos.events_qos(self.p["send_queue_size"]))
+        self.options = dict(self.p)
+        if self.p["source_options"]:
+            extra = yaml.safe_load(self.p["source_options"])
+            if not isinstance(extra, dict):
+                raise ValueError(f"parameter 'source_options' must be a YAML mapping, got {self.p['source_options']!r}")
+            self.options.update(extra)
+        self.seq = 0
+        self._stop = threading.Event()
+        self._reported_drops: dict[str, int] = {}
+        self._worker = threading.Thread(target=self._run, name="event_source", daemon=True)
+        self._worker.start()
+
+    def _run(self) -> None:
+        delay = self.p["retry_initial_s"]
+        while not self._stop.is_set():
+            try:
+                source = make_source(self.p["source"], self.options)
+            except Exception as exc:  # missing file, bad format, device absent: retry, never crash
+                self.health.error("source_open", f"cannot open {self.p['source']} source: {exc}; "
+                                                 f"retrying in {delay:.2f} s")
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.p["retry_max_s"])
+                continue
+            self.get_logger().info(f"{self.p['source']} source open: {source.width}x{source.height}"
+                                   + (f" ({self.p['file']})" if self.p["file"] else ""))
+            try:
+                self._wait_for_subscribers()
+                self._stream(source)
+            except Exception as exc:
+                self.health.error("source_failed", f"{type(exc).__name__}: {exc}; reopening in {delay:.2f} s")
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.p["retry_max_s"])
+                continue
+            finally:
+                source.close()
+            if self._stop.is_set():
+                return
+            self.get_logger().info("source ended")
+            if self.p["exit_when_done"]:
+                time.sleep(0.5)  # let the last packets leave
+                os.kill(os.getpid(), signal.SIGINT)
+            return
+
+    def _wait_for_subscribers(self) -> None:
+        wanted = self.p["wait_for_subscribers"]
+        while wanted and self.publisher.get_subscription_count() < wanted and not self._stop.is_set():
+            self._stop.wait(0.05)
+        if wanted:
+            self._stop.wait(0.3)  # the subscriber's side of discovery
+
+    def _stream(self, source: EventStreamSource) -> None:
+        packetizer = Packetizer(int(round(self.p["event_message_time_threshold"] * 1e9)),
+                                self.p["event_message_size_threshold"])
+        pacer = None if source.live else Pacer(self.p["rate"])
+        self._reported_drops = {}
+        for batch in source.batches():
+            if self._stop.is_set():
+                return
+            arrival = time.time_ns()
+            for packet in packetizer.add(batch.events, batch.triggers):
+                self._publish(packet, source, pacer, arrival)
+            self._count_drops(packetizer, source)
+        for packet in packetizer.flush():
+            self._publish(packet, source, pacer, time.time_ns())
+        self._count_drops(packetizer, source)
+
+    def _publish(self, packet: Packet, source: EventStreamSource, pacer: Pacer | None, arrival_ns: int) -> None:
+        stamp = arrival_ns if pacer is None else pacer.wait(packet.first_t, self._stop)
+        if self._stop.is_set():
+            return
+        msg = EventPacket(header=Header(stamp=to_time_msg(stamp), frame_id=self.p["frame_id"]),
+                          height=source.height, width=source.width, seq=self.seq, time_base=0,
+                          encoding="evt3", is_bigendian=False)
+        msg.events = packet.data
+        self.publisher.publish(msg)
+        self.seq += 1
+        self.health.count("out:packets")
+        self.health.count("out:events", int(packet.events.size))
+        self.health.count("out:triggers", int(packet.triggers.size))
+
+    def _count_drops(self, packetizer: Packetizer, source: EventStreamSource) -> None:
+        """Report what the packetizer and the source dropped since the last call (their counters are totals)."""
+        for prefix, counter in (("packetizer", packetizer.drops), ("source", source.drops)):
+            for reason, total in counter.items():
+                key = f"{prefix}:{reason}"
+                new = total - self._reported_drops.get(key, 0)
+                if new > 0:
+                    self.health.drop(key, new)
+                    self._reported_drops[key] = total
+
+    def close(self) -> None:
+        self._stop.set()
+        self._worker.join(timeout=5.0)
+
+
+def main() -> None:
+    sys.exit(run_node(EventCameraDriver))
+
+
+if __name__ == "__main__":
+    main()

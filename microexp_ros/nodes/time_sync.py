@@ -1,0 +1,240 @@
+"""time_sync (node `time_sync`): one SyncedSample per RGB frame with the events cut exactly at the window bounds.
+
+Subscribes `events` (EventPacket, best-effort) and `image` (Image); publishes `~/samples` (SyncedSample,
+reliable). Sensor time is mapped to host time by a StampClock fed with packet stamps (`sync_mode: stamps`),
+or frames are pinned to the EXT_TRIGGER edges of the RGB strobe (`sync_mode: trigger`). The window is the
+`window_ms` before the frame (`trailing`) or centred on it. In `events_only` mode, windows come at
+`window_rate_hz` without images. The sample's events are re-encoded as self-contained EVT3 whose decoded times
+are the sensor times of `sensor_time_start_ns`/`sensor_time_end_ns`. Malformed packets (unknown encoding,
+zero geometry, truncated words), sequence gaps, out-of-order times and windows that cannot be completed are
+counted in diagnostics; the node keeps running.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+
+import numpy as np
+from event_camera_msgs.msg import EventPacket
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from microexp_ros.events.array import EVENT_DTYPE
+from microexp_ros.events.codecs import Decoder, make_decoder
+from microexp_ros.events.evt3 import Evt3Encoder
+from microexp_ros.msg import SyncedSample
+from microexp_ros.ros import qos
+from microexp_ros.ros.diagnostics import Health
+from microexp_ros.ros.params import Param, declare_parameters
+from microexp_ros.ros.runtime import run_node
+from microexp_ros.ros.stamps import from_time_msg, to_time_msg
+from microexp_ros.sync.clock import StampClock, TriggerMatcher
+from microexp_ros.sync.windows import WINDOW_MODES, FixedRateWindows, Window, WindowCutter, window_bounds
+
+PARAMS = [
+    Param("window_ms", 33.0, "window length (ms)", min=0.01, max=10000.0),
+    Param("window_mode", "trailing", "window placement relative to the frame's exposure time",
+          choices=WINDOW_MODES),
+    Param("sync_mode", "stamps", "stamps: sensor→host offset from packet stamps; trigger: EXT_TRIGGER edges",
+          choices=("stamps", "trigger")),
+    Param("events_only", False, "emit fixed-rate windows without RGB"),
+    Param("window_rate_hz", 30.0, "events-only window rate (Hz)", min=0.01, max=10000.0),
+    Param("history_ms", 1000.0, "how far back events are kept for late frames (ms)", min=1.0, max=60000.0),
+    Param("max_buffer_events", 20_000_000, "hard cap on buffered events", min=1000, max=1_000_000_000),
+    Param("max_pending", 100, "cap on frames waiting for their events", min=1, max=100000),
+    Param("max_delay_ms", 200.0, "a frame's window is closed this long (wall time) after it arrived if the "
+                                 "event stream is quiet", min=1.0, max=60000.0),
+    Param("trigger_channel", 0, "EXT_TRIGGER channel of the RGB strobe", min=0, max=15),
+    Param("trigger_tolerance_ms", 10.0, "largest frame↔trigger distance accepted (ms)", min=0.001, max=1000.0),
+    Param("clock_reset_ms", 100.0, "an offset jump larger than this restarts the clock and the stream (ms)",
+          min=1.0, max=1e7),
+    Param("frame_id", "", "header.frame_id of samples ('' = the image's, or the events' in events-only mode)"),
+]
+
+
+def _warm_up_codecs() -> None:
+    """Load the compiled EVT3 kernels now: a first packet that waits ~1 s for them would overflow the queue."""
+    probe = np.zeros(2, EVENT_DTYPE)
+    probe["t"] = [1000, 2000]
+    make_decoder("evt3", 16, 16).decode(Evt3Encoder(self_contained=True).encode(probe))
+
+
+class TimeSync(Node):
+    def __init__(self) -> None:
+        super().__init__("time_sync")
+        self.p = declare_parameters(self, PARAMS)
+        self.health = Health(self)
+        self.window_ns = int(round(self.p["window_ms"] * 1e6))
+        self.clock = StampClock(reset_threshold_ns=int(self.p["clock_reset_ms"] * 1e6))
+        self.cutter = WindowCutter(int(self.p["history_ms"] * 1e6), self.p["max_buffer_events"],
+                                   self.p["max_pending"])
+        self.triggers = TriggerMatcher(self.p["trigger_channel"], 1, int(self.p["trigger_tolerance_ms"] * 1e6))
+        self.fixed = FixedRateWindows(int(round(1e9 / self.p["window_rate_hz"])), self.window_ns,
+                                      max_due=self.p["max_pending"])
+        self.decoder: Decoder | None = None
+        self.stream_key: tuple[str, int, int] | None = None
+        self.stream_frame_id = ""
+        self.first_t: int | None = None
+        self.last_seq: int | None = None
+        self.sequence = 0
+        self.decoder_drops: dict[str, int] = {}
+        self.cutter_drops: dict[str, int] = {}
+        self.waiting_images: deque[Image] = deque(maxlen=self.p["max_pending"])
+        self.last_packet_wall = 0.0
+        _warm_up_codecs()
+        self.publisher = self.create_publisher(SyncedSample, "~/samples", qos.samples_qos())
+        self.create_subscription(EventPacket, "events", self.on_events, qos.events_qos())
+        if not self.p["events_only"]:
+            self.create_subscription(Image, "image", self.on_image, qos.image_qos())
+        self.create_timer(0.05, self.on_timer)
+
+    # ---- events ----------------------------------------------------------------------------------------
+    def on_events(self, msg: EventPacket) -> None:
+        self.health.count("in:packets")
+        self.last_packet_wall = time.monotonic()
+        if self.last_seq is not None and msg.seq != self.last_seq + 1:  # a packet the transport lost
+            if msg.seq > self.last_seq + 1:
+                self.health.drop("packet_gap", int(msg.seq - self.last_seq - 1))
+            else:
+                self.health.drop("seq_backwards")
+        self.last_seq = int(msg.seq)
+        key = (msg.encoding, int(msg.width), int(msg.height))
+        if key != self.stream_key:
+            try:
+                decoder = make_decoder(*key)
+            except ValueError as exc:
+                self.health.error("bad_packet", f"packet seq {msg.seq} not decodable: {exc}")
+                self.health.drop("bad_packet")
+                return
+            if self.stream_key is not None:
+                self.health.drop("stream_reconfigured")
+                self._restart_stream()
+            self.decoder, self.stream_key, self.decoder_drops = decoder, key, {}
+        self.stream_frame_id = msg.header.frame_id
+        try:
+            result = self.decoder.decode(memoryview(msg.events), time_base=int(msg.time_base))
+        except (ValueError, TypeError) as exc:
+            self.health.error("bad_packet", f"packet seq {msg.seq}: {exc}")
+            return
+        self._report(self.decoder.drops, self.decoder_drops, "decode:")
+        events, triggers = result.events, result.triggers
+        self.health.count("in:events", int(events.size))
+        if events.size == 0 and triggers.size == 0:
+            return
+        first = min(events["t"][:1].tolist() + triggers["t"][:1].tolist())
+        if self.clock.add(first, from_time_msg(msg.header.stamp)):
+            self.health.drop("clock_restart")
+            self._restart_stream()
+        if self.first_t is None:
+            self.first_t = first
+        self.cutter.add(events, triggers)
+        self.triggers.add(triggers)
+        self.health.values["clock/offset_ms"] = self.clock.offset_ns / 1e6
+        self.health.values["clock/drift_ppm"] = self.clock.drift_ppm
+        self._process()
+
+    def _restart_stream(self) -> None:
+        """The sensor time base changed (new stream, replay loop): windows of the old one are abandoned."""
+        if self.cutter.pending:
+            self.health.drop("window_abandoned_on_restart", self.cutter.pending)
+        self.cutter.reset()
+        self.fixed.reset()
+        self.first_t = None
+
+    # ---- frames ----------------------------------------------------------------------------------------
+    def on_image(self, msg: Image) -> None:
+        self.health.count("in:images")
+        if len(self.waiting_images) == self.waiting_images.maxlen:
+            self.health.drop("image_waited_too_long")
+        self.waiting_images.append(msg)
+        self._process()
+
+    def _request_for(self, msg: Image) -> bool:
+        """Ask the cutter for this frame's window; False if it must wait (no clock yet, trigger not decoded)."""
+        if not self.clock.ready:
+            return False
+        host = from_time_msg(msg.header.stamp)
+        sensor = self.clock.to_sensor(host)
+        if self.p["sync_mode"] == "trigger":
+            complete = self.cutter.complete_until
+            if complete is None or complete < sensor + self.triggers.tolerance_ns:
+                return False  # its strobe edge may still be in a packet on the way
+            edge = self.triggers.match(sensor)
+            if edge is None:
+                self.health.drop("image_without_trigger")
+                return True
+            self.health.values["trigger/offset_ms"] = (sensor - edge) / 1e6
+            sensor = edge
+        start, end = window_bounds(sensor, self.window_ns, self.p["window_mode"])
+        self.cutter.request(start, end, (msg, time.monotonic()))
+        return True
+
+    # ---- windows ---------------------------------------------------------------------------------------
+    def _process(self) -> None:
+        while self.waiting_images and self._request_for(self.waiting_images[0]):
+            self.waiting_images.popleft()
+        if self.p["events_only"]:
+            skipped = self.fixed.skipped
+            for start, end in self.fixed.due(self.first_t, self.cutter.complete_until):
+                self.cutter.request(start, end, None)
+            if self.fixed.skipped > skipped:
+                self.health.drop("events_only_windows_skipped", self.fixed.skipped - skipped)
+        for window in self.cutter.ready():
+            self._publish(window)
+        self._report(self.cutter.drops, self.cutter_drops, "")
+        self.health.values["buffer/events"] = self.cutter.buffered_events
+        self.health.values["buffer/pending"] = self.cutter.pending
+
+    def on_timer(self) -> None:
+        """Close windows of frames that waited max_delay_ms while no event packet came (a quiet stream)."""
+        now = time.monotonic()
+        quiet = now - self.last_packet_wall > self.p["max_delay_ms"] / 1e3
+        if quiet and self.cutter.pending:
+            waited = self.p["max_delay_ms"] / 1e3
+            limit = self.cutter.latest_pending_end(lambda tag: tag is not None and now - tag[1] > waited)
+            if limit is not None:
+                self.cutter.advance(limit)
+                self.health.count("windows_closed_by_timeout")
+                self._process()
+
+    def _publish(self, window: Window) -> None:
+        image, _ = window.tag if window.tag is not None else (None, None)
+        events = window.events
+        packet = EventPacket(
+            header=Header(stamp=to_time_msg(max(self.clock.to_host(window.start), 0)), frame_id=self.stream_frame_id),
+            height=self.stream_key[2], width=self.stream_key[1], seq=self.sequence, time_base=0,
+            encoding="evt3", is_bigendian=False)
+        packet.events = Evt3Encoder(self_contained=True).encode(events, window.triggers)
+        sample = SyncedSample(
+            header=Header(stamp=to_time_msg(max(self.clock.to_host(window.end), 0)),
+                          frame_id=self.p["frame_id"] or (image.header.frame_id if image else self.stream_frame_id)),
+            has_rgb=image is not None, events=packet,
+            window_start=to_time_msg(max(self.clock.to_host(window.start), 0)),
+            window_end=to_time_msg(max(self.clock.to_host(window.end), 0)),
+            sensor_time_start_ns=max(window.start, 0), sensor_time_end_ns=max(window.end, 0),
+            event_count=int(events.size), on_count=int(np.count_nonzero(events["p"])),
+            trigger_count=int(window.triggers.size), sequence=self.sequence)
+        if image is not None:
+            sample.rgb = image
+        self.publisher.publish(sample)
+        self.sequence += 1
+        self.health.count("out:samples")
+        self.health.count("out:events", int(events.size))
+
+    def _report(self, totals, seen: dict[str, int], prefix: str) -> None:
+        for reason, total in totals.items():
+            new = total - seen.get(reason, 0)
+            if new > 0:
+                self.health.drop(prefix + reason, new)
+                seen[reason] = total
+
+
+def main() -> None:
+    sys.exit(run_node(TimeSync))
+
+
+if __name__ == "__main__":
+    main()
