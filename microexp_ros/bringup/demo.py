@@ -48,6 +48,7 @@ class Collector(Node):
         self.references: dict[int, object] = {}
         self.drops: dict[str, dict[str, int]] = {}
         self.errors: dict[str, dict[str, int]] = {}
+        self.counts: dict[str, dict[str, int]] = {}
         self.packet_stamps: list[int] = []
         self.packet_arrivals: list[int] = []
         self.first_stamp_ns: int | None = None
@@ -115,12 +116,22 @@ class Collector(Node):
             if len(self.references) < 10 * MONTAGE_FRAMES:
                 self.references[from_time_msg(msg.header.stamp)] = cv2.cvtColor(to_numpy(msg), cv2.COLOR_BGR2GRAY)
 
+    def settled(self) -> bool:
+        """Every sample time_sync published has reached the model nodes and come back out of them."""
+        with self.lock:
+            published = self.counts.get("/time_sync", {}).get("out:samples")
+            classified = self.counts.get("/au_classifier", {}).get("in:samples")
+            reconstructed = self.counts.get("/reconstruction", {}).get("in:samples")
+            return published is not None and published == classified == reconstructed \
+                and len(self.predictions) >= (classified or 0)
+
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
         with self.lock:
             for status in msg.status:
                 values = {kv.key: kv.value for kv in status.values}
                 self.drops[status.name] = {k[5:]: int(v) for k, v in values.items() if k.startswith("drop/")}
                 self.errors[status.name] = {k[6:]: int(v) for k, v in values.items() if k.startswith("error/")}
+                self.counts[status.name] = {k[6:]: int(v) for k, v in values.items() if k.startswith("count/")}
 
 
 def montage_pairs(collector: Collector) -> list[tuple[object, object | None]]:
@@ -160,7 +171,7 @@ def run_demo(report_dir: Path, bag: str = "", rate: str = "", resolution: str = 
     time.sleep(1.0)  # let the collector's subscriptions be discovered before the bag starts
     started = time.monotonic()
     launcher = Launcher("hri", {"source": "bag", "bag": bag, "rate": rate, "resolution": resolution})
-    code = launcher.run(until_exit="bag_player", grace_s=3.0)
+    code = launcher.run(until_exit="bag_player", grace_s=60.0, settled=collector.settled)
     wall_s = time.monotonic() - started
     spinning.clear()
     thread.join()
@@ -174,7 +185,8 @@ def run_demo(report_dir: Path, bag: str = "", rate: str = "", resolution: str = 
         metrics = summary(score(events, predictions), predictions, collector.ssim, collector.psnr, drops)
         metrics.update({"errors": int(sum(errors.values())), "errors_by_kind": errors,
                         "ground_truth_events": len(events), "wall_s": wall_s,
-                        "node_exit_codes": launcher.exit_codes})
+                        "node_exit_codes": launcher.exit_codes, "stop_s": launcher.stop_s,
+                        "counts_by_node": dict(collector.counts)})
         t0 = collector.first_stamp_ns or (predictions[0].window_end_ns if predictions else 0)
         pairs = montage_pairs(collector)
     collector.destroy_node()

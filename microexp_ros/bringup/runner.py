@@ -69,6 +69,7 @@ class Launcher:
         self.processes: dict[str, _Process] = {}
         self.exit_codes: dict[str, list[int]] = {}
         self._stop_requested = False
+        self.stop_s: float | None = None   # how long the nodes took to exit after SIGINT
 
     def _start(self, spec: NodeSpec) -> subprocess.Popen:
         # A session of its own: a terminal's Ctrl-C reaches the runner, which forwards it once.
@@ -77,11 +78,12 @@ class Launcher:
     def request_stop(self, *_: object) -> None:
         self._stop_requested = True
 
-    def run(self, duration_s: float | None = None, until_exit: str | None = None, grace_s: float = 0.0) -> int:
+    def run(self, duration_s: float | None = None, until_exit: str | None = None, grace_s: float = 0.0,
+            settled: Callable[[], bool] | None = None) -> int:
         """Run the graph; 0 when every node exited cleanly (0, or stopped by our SIGINT), else 1.
 
-        With `until_exit`, the graph stops `grace_s` seconds after that node exits (time for the last data
-        to flow through the rest of the graph).
+        With `until_exit`, the graph stops once that node has exited and the rest of the graph has caught up:
+        when `settled()` says so, or after `grace_s` seconds at the most.
         """
         previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -95,9 +97,8 @@ class Launcher:
                     self.log(f"[launch] duration of {duration_s:g} s reached")
                     break
                 if self._poll(until_exit):
-                    if until_exit is not None and until_exit in self.exit_codes and grace_s > 0:
-                        self.log(f"[launch] {until_exit} finished: stopping the graph in {grace_s:g} s")
-                        time.sleep(grace_s)
+                    if until_exit is not None and until_exit in self.exit_codes:
+                        self._settle(until_exit, grace_s, settled)
                     break
                 time.sleep(0.05)
             self._stop_all()
@@ -108,6 +109,14 @@ class Launcher:
         if failed:
             self.log(f"[launch] nodes with non-zero exits: {failed}")
         return 1 if failed else 0
+
+    def _settle(self, finished: str, grace_s: float, settled: Callable[[], bool] | None) -> None:
+        self.log(f"[launch] {finished} finished: stopping the graph when it has caught up (at most {grace_s:g} s)")
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and not self._stop_requested:
+            if settled is not None and settled():
+                return
+            time.sleep(0.1)
 
     def _poll(self, until_exit: str | None) -> bool:
         """Handle exits and respawns; True when the graph is finished."""
@@ -133,9 +142,10 @@ class Launcher:
 
     def _stop_all(self) -> None:
         alive = [p for p in self.processes.values() if p.restart_at is None and p.popen.poll() is None]
+        started = time.monotonic()
         for proc in alive:
             proc.popen.send_signal(signal.SIGINT)
-        end = time.monotonic() + self.stop_timeout_s
+        end = started + self.stop_timeout_s
         for escalate in (signal.SIGTERM, signal.SIGKILL):
             while time.monotonic() < end and any(p.popen.poll() is None for p in alive):
                 time.sleep(0.05)
@@ -146,5 +156,6 @@ class Launcher:
             end = time.monotonic() + 2.0
         for proc in alive:
             code = proc.popen.wait()
+            self.stop_s = time.monotonic() - started
             self.exit_codes.setdefault(proc.spec.name, []).append(code)
             self.log(f"[launch] {proc.spec.name} exited with code {code}")

@@ -25,8 +25,9 @@ def image_qos(depth: int = 10) -> QoSProfile:
     return _profile(ReliabilityPolicy.BEST_EFFORT, depth)
 
 
-def samples_qos(depth: int = 50) -> QoSProfile:
-    """Synchronised samples between our own nodes: reliable, so a replay gives every window to every model."""
+def samples_qos(depth: int = 300) -> QoSProfile:
+    """Synchronised samples between our own nodes: reliable, with 10 s of windows at 30 Hz of history, so a
+    model node that falls behind for a while catches up instead of losing windows."""
     return _profile(ReliabilityPolicy.RELIABLE, depth)
 
 

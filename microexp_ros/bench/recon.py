@@ -1,0 +1,86 @@
+"""Speed of frame reconstruction on CPU: the CVAE (deterministic prior-mean decode, batch 1) against the
+FireNet-style baseline measured in the same run, at a 128x128 face crop and the DAVIS346 size.
+
+Figures: median and p99 ms per frame, frames per second (1 / median), and the CVAE/FireNet speed ratio.
+The model-only rows time the network on a voxel grid; the end-to-end row adds building the voxel grid from
+an event window through `Reconstructor.reconstruct`, the call the node makes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from microexp_ros.events.array import empty_events
+
+SIZES = ((128, 128), (346, 260))
+
+
+def _time(fn: Callable[[], object], repeats: int, warmup: int = 3) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    out = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out[i] = time.perf_counter() - start
+    return out * 1e3
+
+
+def random_window(width: int, height: int, density: float, window_ns: int, seed: int = 0) -> np.ndarray:
+    """A time-sorted window of uniformly scattered events (`density` events per pixel)."""
+    rng = np.random.default_rng(seed)
+    n = int(density * width * height)
+    ev = empty_events(n)
+    ev["t"] = np.sort(rng.integers(0, window_ns, n))
+    ev["x"] = rng.integers(0, width, n)
+    ev["y"] = rng.integers(0, height, n)
+    ev["p"] = rng.integers(0, 2, n)
+    return ev
+
+
+def run_benchmark(threads: int = 2, repeats: int = 50, weights=None, density: float = 0.05) -> dict:
+    """Timings of the CVAE and FireNet at each size; the returned dict has `rows` and `fps_<size>` keys."""
+    from microexp_ros.models.cvae import CVAEConfig, ReconCVAE
+    from microexp_ros.models.firenet import FireNet
+    from microexp_ros.models.recon_inference import Reconstructor, default_weights
+
+    torch.set_num_threads(threads)
+    path = default_weights() if weights is None else weights
+    if weights is None and not path.is_file():
+        # Timing does not depend on the values of the weights; say so instead of failing.
+        rec, label = Reconstructor(ReconCVAE(CVAEConfig())), "untrained default CVAEConfig (no shipped weights)"
+    else:
+        rec, label = Reconstructor.from_file(path), str(path)
+    firenet = FireNet().eval()
+    window_ns = 33_333_333
+    rows, payload = [], {"threads": threads, "repeats": repeats, "weights": label,
+                         "cvae_parameters": sum(p.numel() for p in rec.model.parameters()),
+                         "firenet_parameters": sum(p.numel() for p in firenet.parameters())}
+    with torch.no_grad():
+        for w, h in SIZES:
+            voxel = torch.from_numpy(np.random.default_rng(0).normal(0, 0.5, (1, rec.bins, h, w)).astype(np.float32))
+            key = torch.rand(1, 1, h, w) if rec.uses_keyframe else None
+            fire_voxel = voxel[:, : firenet.cfg.bins]
+            state = firenet.initial_state(fire_voxel)
+            events = random_window(w, h, density, window_ns)
+            keyframe = np.full((h, w), 128, np.uint8) if rec.uses_keyframe else None
+            cvae_ms = _time(lambda: rec.model.reconstruct(voxel, key), repeats)
+            fire_ms = _time(lambda: firenet(fire_voxel, state), repeats)
+            e2e_ms = _time(lambda: rec.reconstruct(events, 0, window_ns, w, h, keyframe=keyframe), repeats)
+            baseline = float(np.median(fire_ms))
+            for name, ms in (("cvae (model)", cvae_ms), ("firenet (model)", fire_ms),
+                             (f"cvae end-to-end ({events.size} events)", e2e_ms)):
+                med = float(np.median(ms))
+                rows.append({"what": name, "size": f"{w}x{h}", "median_ms": med, "p99_ms": float(np.percentile(ms, 99)),
+                             "fps": 1000.0 / med, "speed_vs_firenet": baseline / med})
+            tag = "128" if (w, h) == (128, 128) else f"{w}x{h}"
+            payload[f"fps_{tag}"] = 1000.0 / float(np.median(cvae_ms))
+            payload[f"fps_{tag}_end_to_end"] = 1000.0 / float(np.median(e2e_ms))
+            payload[f"firenet_fps_{tag}"] = 1000.0 / baseline
+            payload[f"speedup_vs_firenet_{tag}"] = baseline / float(np.median(cvae_ms))
+    payload["rows"] = rows
+    return payload

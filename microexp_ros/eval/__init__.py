@@ -1,0 +1,1 @@
+"""Evaluation: metrics under the written protocol (metrics-protocol.md), result tables and figures."""
