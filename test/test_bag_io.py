@@ -12,7 +12,7 @@ from microexp_ros.data.typestore import EVENT_PACKET, IMAGE, typestore
 from microexp_ros.events.codecs import make_decoder
 from microexp_ros.events.packetizer import Packetizer
 from microexp_ros.events.reader import open_events
-from microexp_ros.events.source import read_all
+from microexp_ros.events.reader_protocol import read_all
 
 
 def _event_packets(real_data):

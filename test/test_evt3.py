@@ -143,15 +143,20 @@ def _bag_packets(path: Path):
             yield reader.deserialize(raw, connection.msgtype)
 
 
-def test_trigger_bag_reproduces_upstream_checksums(real_data: Path):
+def _decode_bag(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(events, triggers) of every packet in a bag, through one decoder as a subscriber would."""
     decoder = None
     events, triggers = [], []
-    for msg in _bag_packets(real_data / "event_camera_codecs" / "test_data_evt3_trigger"):
+    for msg in _bag_packets(path):
         decoder = decoder or make_decoder(msg.encoding, msg.width, msg.height)
         result = decoder.decode(msg.events, msg.time_base)
         events.append(result.events)
         triggers.append(result.triggers)
-    ev, tr = np.concatenate(events), np.concatenate(triggers)
+    return np.concatenate(events), np.concatenate(triggers)
+
+
+def test_trigger_bag_reproduces_upstream_checksums(real_data: Path):
+    ev, tr = _decode_bag(real_data / "event_camera_codecs" / "test_data_evt3_trigger")
     assert ev.size == 82_469
     assert int(ev["t"].sum()) == 1_222_326_831_810_000
     assert int(ev["x"].astype(np.int64).sum()) == 42_078_718
@@ -161,14 +166,7 @@ def test_trigger_bag_reproduces_upstream_checksums(real_data: Path):
 
 
 def test_ros1_bag_counts(real_data: Path):
-    decoder = None
-    events, triggers = [], []
-    for msg in _bag_packets(real_data / "event_camera_py" / "test_events_1.bag"):
-        decoder = decoder or make_decoder(msg.encoding, msg.width, msg.height)
-        result = decoder.decode(msg.events, msg.time_base)
-        events.append(result.events)
-        triggers.append(result.triggers)
-    ev, tr = np.concatenate(events), np.concatenate(triggers)
+    ev, tr = _decode_bag(real_data / "event_camera_py" / "test_events_1.bag")
     assert ev.size == 343_474
     assert int(ev["p"].sum()) == 125_183
     # Upstream asserts 2,078 triggers with edge 0 and the sum of CD + trigger times in µs; its falling-edge

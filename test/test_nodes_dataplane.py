@@ -26,7 +26,7 @@ from microexp_ros.events.array import TRIGGER_DTYPE
 from microexp_ros.events.codecs import make_decoder
 from microexp_ros.events.packetizer import Packetizer
 from microexp_ros.events.reader import open_events
-from microexp_ros.events.source import read_all
+from microexp_ros.events.reader_protocol import read_all
 from microexp_ros.msg import SyncedSample
 from procs.cdr_files import read_blobs, write_blobs
 

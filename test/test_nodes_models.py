@@ -27,6 +27,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from event_camera_msgs.msg import EventPacket
 from hri_msgs.msg import FacialActionUnits, IdsList, NormalizedRegionOfInterest2D
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.publisher import Publisher
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -34,7 +35,7 @@ from microexp_ros.events.aedat4 import Aedat4File
 from microexp_ros.events.array import empty_events
 from microexp_ros.events.evt3 import Evt3Encoder
 from microexp_ros.events.packetizer import Packetizer
-from microexp_ros.events.source import read_all
+from microexp_ros.events.reader_protocol import read_all
 from microexp_ros.events.window import crop, window_slice
 from microexp_ros.face.detector import FaceDetector
 from microexp_ros.face.homography import expand_box, homography_from_params, map_box
@@ -393,15 +394,22 @@ def test_reconstruction_publishes_the_offline_frame_and_its_quality(graph, real_
 
 # --- face_region ---------------------------------------------------------------------------------------------
 
+def start_face_region(graph: Graph, params: dict, face_id: str) -> tuple[list, list, Publisher]:
+    """Start face_region on /test/samples; (its regions, its ROIs of `face_id`, the samples publisher), matched."""
+    roi_topic = f"/humans/faces/{face_id}/roi"
+    graph.start("face_region", params, {"samples": "/test/samples"})
+    regions = graph.listen("/face_region/region", FaceRegion, qos.predictions_qos())
+    rois = graph.listen(roi_topic, NormalizedRegionOfInterest2D, qos.predictions_qos())
+    pub = graph.publisher("/test/samples", SyncedSample, qos.samples_qos(), "face_region")
+    graph.matched(["/face_region/region", roi_topic])
+    return regions, rois, pub
+
+
 def test_face_region_maps_a_detected_face_into_event_pixels(graph, real_data):
     photo = cv2.imread(str(real_data / "pyfeat" / "single_face.jpg"))
     homography = [0.5, 0.0, 10.0, 0.0, 0.5, 20.0, 0.0, 0.0, 1.0]
-    graph.start("face_region", {"homography": homography, "margin": 0.1, "face_id": "f00001"},
-                {"samples": "/test/samples"})
-    regions = graph.listen("/face_region/region", FaceRegion, qos.predictions_qos())
-    rois = graph.listen("/humans/faces/f00001/roi", NormalizedRegionOfInterest2D, qos.predictions_qos())
-    pub = graph.publisher("/test/samples", SyncedSample, qos.samples_qos(), "face_region")
-    graph.matched(["/face_region/region", "/humans/faces/f00001/roi"])
+    regions, rois, pub = start_face_region(graph, {"homography": homography, "margin": 0.1, "face_id": "f00001"},
+                                           "f00001")
 
     stamp = 7 * 10**9
     rgb = numpy_to_image(photo, "bgr8", Header(stamp=to_time_msg(stamp), frame_id="rgb_camera"))
@@ -434,12 +442,8 @@ def test_face_region_maps_a_detected_face_into_event_pixels(graph, real_data):
 
 
 def test_face_region_without_rgb_publishes_the_static_region(graph):
-    graph.start("face_region", {"source": "static", "static_region": [100, 60, 120, 140]},
-                {"samples": "/test/samples"})
-    regions = graph.listen("/face_region/region", FaceRegion, qos.predictions_qos())
-    rois = graph.listen("/humans/faces/f00000/roi", NormalizedRegionOfInterest2D, qos.predictions_qos())
-    pub = graph.publisher("/test/samples", SyncedSample, qos.samples_qos(), "face_region")
-    graph.matched(["/face_region/region", "/humans/faces/f00000/roi"])
+    regions, rois, pub = start_face_region(graph, {"source": "static", "static_region": [100, 60, 120, 140]},
+                                           "f00000")
     stamp = 3 * 10**9
     pub.publish(sample(empty_events(0), stamp - 100 * MS, stamp, 200, 150, seq=0))  # region exceeds this sensor
     pub.publish(sample(empty_events(0), stamp - 100 * MS, stamp, 320, 240, seq=1))

@@ -9,7 +9,7 @@ from microexp_ros.events.array import EVENT_DTYPE
 from microexp_ros.events.codecs import make_decoder
 from microexp_ros.events.packetizer import WRAP_NS, Packetizer, wrap_origin
 from microexp_ros.events.reader import open_events
-from microexp_ros.events.source import read_all
+from microexp_ros.events.reader_protocol import read_all
 
 
 def _decode_all(packets, width, height, fresh_each=False):

@@ -16,7 +16,7 @@ from microexp_ros.events.bag_reader import BagFile
 from microexp_ros.events.nmnist_bin import NmnistFile
 from microexp_ros.events.raw_file import RawFile, parse_raw_header
 from microexp_ros.events.reader import detect_format, open_events
-from microexp_ros.events.source import Chunk, EventFileError, read_all
+from microexp_ros.events.reader_protocol import Chunk, EventFileError, read_all
 
 US = 1000  # ns per µs
 TOPIC = "/event_camera/events"

@@ -98,7 +98,7 @@ def test_group_means_per_key():
 
 def test_davis346_recording_frames_are_scored(real_data):
     from microexp_ros.events.aedat4 import Aedat4File
-    from microexp_ros.events.source import read_all
+    from microexp_ros.events.reader_protocol import read_all
 
     path = real_data / "event_vision_library" / "sample.aedat4"
     source = Aedat4File(path)

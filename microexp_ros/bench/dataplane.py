@@ -31,7 +31,7 @@ from microexp_ros.events.codecs import make_decoder
 from microexp_ros.events.evt3 import Evt3Encoder
 from microexp_ros.events.packetizer import Packetizer
 from microexp_ros.events.reader import open_events
-from microexp_ros.events.source import read_all
+from microexp_ros.events.reader_protocol import read_all
 from microexp_ros.sync.windows import FixedRateWindows, WindowCutter
 
 DEFAULT_RECORDING = Path("event_camera_py") / "test_events_1.bag"

@@ -8,26 +8,14 @@ an event window through `Reconstructor.reconstruct`, the call the node makes.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
+from microexp_ros.bench.timing import latencies_ms
 from microexp_ros.events.array import empty_events
 
 SIZES = ((128, 128), (346, 260))
-
-
-def _time(fn: Callable[[], object], repeats: int, warmup: int = 3) -> np.ndarray:
-    for _ in range(warmup):
-        fn()
-    out = np.empty(repeats)
-    for i in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out[i] = time.perf_counter() - start
-    return out * 1e3
+WARMUP = 3  # untimed calls before each timed series
 
 
 def random_window(width: int, height: int, density: float, window_ns: int, seed: int = 0) -> np.ndarray:
@@ -68,9 +56,10 @@ def run_benchmark(threads: int = 2, repeats: int = 50, weights=None, density: fl
             state = firenet.initial_state(fire_voxel)
             events = random_window(w, h, density, window_ns)
             keyframe = np.full((h, w), 128, np.uint8) if rec.uses_keyframe else None
-            cvae_ms = _time(lambda: rec.model.reconstruct(voxel, key), repeats)
-            fire_ms = _time(lambda: firenet(fire_voxel, state), repeats)
-            e2e_ms = _time(lambda: rec.reconstruct(events, 0, window_ns, w, h, keyframe=keyframe), repeats)
+            cvae_ms = latencies_ms(lambda: rec.model.reconstruct(voxel, key), repeats, WARMUP)
+            fire_ms = latencies_ms(lambda: firenet(fire_voxel, state), repeats, WARMUP)
+            e2e_ms = latencies_ms(lambda: rec.reconstruct(events, 0, window_ns, w, h, keyframe=keyframe), repeats,
+                                  WARMUP)
             baseline = float(np.median(fire_ms))
             for name, ms in (("cvae (model)", cvae_ms), ("firenet (model)", fire_ms),
                              (f"cvae end-to-end ({events.size} events)", e2e_ms)):

@@ -16,12 +16,16 @@ from collections.abc import Callable, Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
     "microexp_ros.cli.info_cmd",
+    "microexp_ros.cli.data_cmd",
     "microexp_ros.cli.launch_cmd",
     "microexp_ros.cli.demo_cmd",
     "microexp_ros.cli.events_cmd",
     "microexp_ros.cli.recon_cmd",
     "microexp_ros.cli.bench_decode_cmd",
+    "microexp_ros.cli.dataplane_cmd",
     "microexp_ros.cli.au_cmd",
+    "microexp_ros.cli.sim_cmd",
+    "microexp_ros.cli.calibrate_cmd",
 )
 
 GroupFactory = Callable[[str, str], "argparse._SubParsersAction[argparse.ArgumentParser]"]

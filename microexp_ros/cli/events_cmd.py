@@ -46,7 +46,7 @@ def _fail(command: str, path: Path, error: Exception) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from microexp_ros.events.reader import open_events
-    from microexp_ros.events.source import summarize
+    from microexp_ros.events.reader_protocol import summarize
 
     try:
         source = open_events(args.path, args.width, args.height, args.encoding, args.topics)
@@ -100,7 +100,7 @@ def _extra(source) -> dict[str, Any]:
 def run_bench(args: argparse.Namespace) -> int:
     from microexp_ros.bench.representations import representation_table
     from microexp_ros.events.reader import open_events
-    from microexp_ros.events.source import read_all
+    from microexp_ros.events.reader_protocol import read_all
 
     try:
         source = open_events(args.path, args.width, args.height, args.encoding)

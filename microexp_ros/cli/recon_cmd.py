@@ -220,7 +220,7 @@ def ev_real_path() -> Path | None:
 
 def _score_aedat(ev, recs, events_path: Path, frames_path: Path) -> dict:
     from microexp_ros.events.aedat4 import Aedat4File
-    from microexp_ros.events.source import read_all
+    from microexp_ros.events.reader_protocol import read_all
 
     for p in (events_path, frames_path):
         if p.suffix.lower() != ".aedat4":

@@ -35,7 +35,8 @@ MACRO_FRACTION = 0.15
 
 @dataclass
 class Clip:
-    """The arrays of one clip, keyed by resolution where there are two, and its manifest entry."""
+    """The arrays of one clip, keyed by resolution where there are two, and its metadata: the manifest entry
+    when loaded, the simulator's part of it (labels, lighting, camera settings) when made by `sim.clip.make_clip`."""
 
     events: dict[str, np.ndarray]
     rgb: np.ndarray

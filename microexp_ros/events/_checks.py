@@ -22,25 +22,27 @@ def check_events(events: np.ndarray, width: int, height: int) -> None:
     if events.size:
         bad = np.flatnonzero((events["x"] >= width) | (events["y"] >= height) | (events["p"] > 1))
         if bad.size:
-            raise invalid_event(events, int(bad[0]), width, height)
+            check_first_invalid(events, int(bad[0]), width, height)
 
 
-def invalid_event(events: np.ndarray, index: int, width: int, height: int) -> ValueError:
-    """The error for events[index], which is outside the sensor or has a polarity other than 0/1."""
+def check_first_invalid(events: np.ndarray, index: int, width: int, height: int) -> None:
+    """Raise ValueError for events[index], outside the sensor or with a polarity other than 0/1; -1 means none.
+
+    Representation kernels validate as they go and report the first bad index, so they need no extra pass.
+    """
+    if index < 0:
+        return
     e = events[index]
-    return ValueError(
+    raise ValueError(
         f"event {index} (x={e['x']} y={e['y']} p={e['p']}) is outside the {width}x{height} sensor or has a "
         "polarity other than 0/1; crop the events or pass the right size"
     )
 
 
-def check_window(t0: int, t1: int) -> None:
-    """Raise ValueError unless [t0, t1) is a non-empty time window."""
+def check_binned_window(events: np.ndarray, width: int, height: int, bins: int, t0: int, t1: int) -> None:
+    """check_array, a non-empty time window [t0, t1) and at least one time bin: what binned representations take."""
+    check_array(events, width, height)
     if not t1 > t0:
         raise ValueError(f"time window must have t1 > t0, got t0={t0} t1={t1}")
-
-
-def check_bins(bins: int) -> None:
-    """Raise ValueError unless there is at least one time bin."""
     if int(bins) < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")

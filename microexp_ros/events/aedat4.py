@@ -16,7 +16,7 @@ import aedat
 import numpy as np
 
 from microexp_ros.events.array import TRIGGER_DTYPE, empty_events
-from microexp_ros.events.source import Chunk, EventFileError, StreamInfo, keep_in_bounds
+from microexp_ros.events.reader_protocol import Chunk, EventFileError, StreamInfo, keep_in_bounds
 
 US_TO_NS = 1000
 _RISING_TYPES = np.array([1, 4, 6, 8], dtype=np.uint8)

@@ -19,7 +19,7 @@ from rosbags.serde import SerdeError
 from microexp_ros.data.bag_io import BagError, BagReader
 from microexp_ros.data.typestore import EVENT_PACKET, typestore
 from microexp_ros.events.codecs import Decoder, make_decoder
-from microexp_ros.events.source import Chunk, EventFileError, StreamInfo
+from microexp_ros.events.reader_protocol import Chunk, EventFileError, StreamInfo
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import importlib
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 from microexp_ros.events.array import EVENT_DTYPE, TRIGGER_DTYPE, empty_events, empty_triggers
 
@@ -69,6 +70,35 @@ class OutputBuffer:
 
 # Kernel return codes shared by every codec's numba loop.
 DONE, STOPPED_AT_LIMIT, EVENTS_FULL, TRIGGERS_FULL = 0, 1, 2, 3
+
+
+# The helpers below are inlined into each codec's kernel (numba IR inlining), so sharing them costs no speed.
+# numba's on-disk cache keys a kernel on its own file only: after editing them, delete events/__pycache__.
+@njit(inline="always")
+def stop_status(t: int, limit: int, n: int, needed: int, cap: int, full: int) -> int:  # pragma: no cover - compiled
+    """STOPPED_AT_LIMIT, `full` (EVENTS_FULL/TRIGGERS_FULL) or DONE: may `needed` records at t join n of cap?"""
+    if t >= limit:
+        return STOPPED_AT_LIMIT
+    if n + needed > cap:
+        return full
+    return DONE
+
+
+@njit(inline="always")
+def put_event(
+    events: np.ndarray, n: int, t: int, x: int, y: int, p: int, width: int, height: int, drops: np.ndarray,
+    off_sensor: int,
+) -> int:  # pragma: no cover - compiled
+    """Write the event at events[n] if (x, y) is on the sensor, else count it in drops[off_sensor]; the new n."""
+    if x < width and y < height:
+        r = events[n]
+        r.t = t
+        r.x = x
+        r.y = y
+        r.p = p
+        return n + 1
+    drops[off_sensor] += 1
+    return n
 
 
 def run_kernel(call, out: OutputBuffer, counts: np.ndarray, n_words: int) -> int:

@@ -8,16 +8,14 @@ The sensor size comes from `% Width`/`% Height` header lines, the parameters, or
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from microexp_ros.events.array import empty_events
 from microexp_ros.events.raw_header import split_raw_header
-from microexp_ros.events.source import Chunk, EventFileError, StreamInfo, keep_in_bounds
+from microexp_ros.events.reader_protocol import EventFileError, WholeFileSource, optional_int
 
-STREAM = "events"
 EVENT_BYTES = 8
 US_TO_NS = 1000
 
@@ -42,7 +40,7 @@ def decode_dat(body: bytes, drops: collections.Counter[str]) -> np.ndarray:
     return ev
 
 
-class DatFile:
+class DatFile(WholeFileSource):
     """A Prophesee DAT file as an event source with one stream, "events" (read whole: dataset files are small)."""
 
     format = "dat"
@@ -58,30 +56,12 @@ class DatFile:
             raise EventFileError(f"DAT event type {event_type} has {event_size}-byte events; only 8-byte CD is read")
         fields = {key.lower(): value.strip() for key, _, value in (line.partition(" ") for line in lines)}
         self.header = fields
-        self._drops: collections.Counter[str] = collections.Counter()
-        self._events = decode_dat(data[offset + 2 :], self._drops)
+        drops: collections.Counter[str] = collections.Counter()
+        events = decode_dat(data[offset + 2 :], drops)
         width = width if width is not None else _header_int(fields, "width")
         height = height if height is not None else _header_int(fields, "height")
-        if width is None:
-            width = int(self._events["x"].max()) + 1 if self._events.size else 1
-        if height is None:
-            height = int(self._events["y"].max()) + 1 if self._events.size else 1
-        self.streams = {STREAM: StreamInfo(STREAM, "dat", int(width), int(height))}
-        self.drops: dict[str, collections.Counter[str]] = {STREAM: collections.Counter()}
-
-    def chunks(self) -> Iterator[Chunk]:
-        """The whole file as one chunk."""
-        drops = collections.Counter(self._drops)
-        info = self.streams[STREAM]
-        events = keep_in_bounds(self._events, info.width, info.height, drops)
-        self.drops[STREAM] = drops
-        yield Chunk(STREAM, events)
+        self._hold(events, "dat", width, height, drops)
 
 
 def _header_int(fields: dict[str, str], key: str) -> int | None:
-    if key not in fields:
-        return None
-    try:
-        return int(fields[key])
-    except ValueError:
-        raise EventFileError(f"DAT header {key} {fields[key]!r} is not an integer") from None
+    return optional_int(fields, key, "DAT header {key} {value!r} is not an integer")

@@ -10,16 +10,14 @@ is_tc (bit 0); threshold-crossing (exposure) events are counted in drops, not re
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
 from pathlib import Path
 
 import numba
 import numpy as np
 
 from microexp_ros.events.array import empty_events
-from microexp_ros.events.source import Chunk, EventFileError, StreamInfo, keep_in_bounds
+from microexp_ros.events.reader_protocol import EventFileError, WholeFileSource
 
-STREAM = "events"
 MAGIC = b"Event Stream"
 DVS, ATIS = 1, 2
 _TYPE_NAMES = {0: "generic", 1: "dvs", 2: "atis", 3: "display", 4: "color"}
@@ -79,7 +77,7 @@ def _decode(buf, atis, t_out, x_out, y_out, p_out):  # pragma: no cover - compil
     return n, n_tc, state
 
 
-class EsFile:
+class EsFile(WholeFileSource):
     """An Event Stream file (DVS or ATIS) as an event source with one stream, "events" (read whole)."""
 
     format = "es"
@@ -97,22 +95,12 @@ class EsFile:
         width = int.from_bytes(data[16:18], "little")
         height = int.from_bytes(data[18:20], "little")
         self.version = f"{major}.{minor}.{patch}"
-        self.streams = {STREAM: StreamInfo(STREAM, _TYPE_NAMES[kind], width, height)}
         body = np.frombuffer(data, dtype=np.uint8, offset=20)
         events = empty_events(body.size // 5 + 1)
         n, n_tc, state = _decode(body, kind == ATIS, events["t"], events["x"], events["y"], events["p"])
-        self._events = events[:n]
-        self._drops: collections.Counter[str] = collections.Counter()
+        drops: collections.Counter[str] = collections.Counter()
         if n_tc:
-            self._drops["threshold_crossing"] += int(n_tc)
+            drops["threshold_crossing"] += int(n_tc)
         if state:
-            self._drops["truncated"] += 1
-        self.drops: dict[str, collections.Counter[str]] = {STREAM: collections.Counter()}
-
-    def chunks(self) -> Iterator[Chunk]:
-        """The whole file as one chunk."""
-        drops = collections.Counter(self._drops)
-        info = self.streams[STREAM]
-        events = keep_in_bounds(self._events, info.width, info.height, drops)
-        self.drops[STREAM] = drops
-        yield Chunk(STREAM, events)
+            drops["truncated"] += 1
+        self._hold(events[:n], _TYPE_NAMES[kind], width, height, drops)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from microexp_ros.events.codecs import Decoder
+from microexp_ros.events.codecs import EVENTS_FULL, TRIGGERS_FULL, Decoder, put_event, stop_status
 
 
 @njit(cache=True, nogil=True)
@@ -34,23 +34,10 @@ def _decode_kernel(
         if code <= 1:  # CD_OFF / CD_ON
             if valid:
                 t = (high | ((w >> 22) & 0x3F)) * 1000
-                if t >= limit:
-                    status = 1
+                status = stop_status(t, limit, n, 1, cap, EVENTS_FULL)
+                if status:
                     break
-                if n >= cap:
-                    status = 2
-                    break
-                x = (w >> 11) & 0x7FF
-                y = w & 0x7FF
-                if x < width and y < height:
-                    r = events[n]
-                    r.t = t
-                    r.x = x
-                    r.y = y
-                    r.p = code
-                    n += 1
-                else:
-                    drops[1] += 1
+                n = put_event(events, n, t, (w >> 11) & 0x7FF, w & 0x7FF, code, width, height, drops, 1)
             else:
                 drops[0] += 1
         elif code == 8:  # EVT_TIME_HIGH
@@ -63,11 +50,8 @@ def _decode_kernel(
         elif code == 10:  # EXT_TRIGGER
             if valid:
                 t = (high | ((w >> 22) & 0x3F)) * 1000
-                if t >= limit:
-                    status = 1
-                    break
-                if nt >= tcap:
-                    status = 3
+                status = stop_status(t, limit, nt, 1, tcap, TRIGGERS_FULL)
+                if status:
                     break
                 tt_out[nt] = t
                 te_out[nt] = w & 1

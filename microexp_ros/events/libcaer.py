@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from microexp_ros.events.codecs import Decoder
+from microexp_ros.events.codecs import EVENTS_FULL, Decoder, put_event, stop_status
 
 ROLLOVER_NS = (1 << 31) * 1000
 
@@ -38,25 +38,13 @@ def _decode_kernel(
             continue
         rolls = rollovers + 1 if ts < last else rollovers
         t = time_base + rolls * ROLLOVER_NS + ts * 1000
-        if t >= limit:
-            status = 1
-            break
-        if n >= cap:
-            status = 2
+        status = stop_status(t, limit, n, 1, cap, EVENTS_FULL)
+        if status:
             break
         rollovers = rolls
         last = ts
-        x = (data >> 17) & 0x7FFF
-        y = (data >> 2) & 0x7FFF
-        if x < width and y < height:
-            r = events[n]
-            r.t = t
-            r.x = x
-            r.y = y
-            r.p = (data >> 1) & 1
-            n += 1
-        else:
-            drops[0] += 1
+        x, y, p = (data >> 17) & 0x7FFF, (data >> 2) & 0x7FFF, (data >> 1) & 1
+        n = put_event(events, n, t, x, y, p, width, height, drops, 0)
         i += 1
     state[0] = rollovers
     state[1] = last

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from microexp_ros.events.codecs import Decoder
+from microexp_ros.events.codecs import EVENTS_FULL, Decoder, put_event, stop_status
 
 
 @njit(cache=True, nogil=True)
@@ -36,41 +36,17 @@ def _decode_kernel(
         w = np.int64(words[i])  # signed 64-bit arithmetic throughout (no uint64 promotion)
         code = w >> 12
         if code == 3:  # ADDR_Y: one event
-            if t >= limit:
-                status = 1
+            status = stop_status(t, limit, n, 1, cap, EVENTS_FULL)
+            if status:
                 break
-            if n >= cap:
-                status = 2
-                break
-            y = w & 0x7FF
-            if x < width and y < height:
-                r = events[n]
-                r.t = t
-                r.x = x
-                r.y = y
-                r.p = (w >> 11) & 1
-                n += 1
-            else:
-                drops[0] += 1
+            n = put_event(events, n, t, x, w & 0x7FF, (w >> 11) & 1, width, height, drops, 0)
         elif code == 5:  # VECT_8
-            if t >= limit:
-                status = 1
-                break
-            if n + 8 > cap:
-                status = 2
+            status = stop_status(t, limit, n, 8, cap, EVENTS_FULL)
+            if status:
                 break
             for j in range(8):
                 if (w >> j) & 1:
-                    y = base + j
-                    if x < width and y < height:
-                        r = events[n]
-                        r.t = t
-                        r.x = x
-                        r.y = y
-                        r.p = vpol
-                        n += 1
-                    else:
-                        drops[0] += 1
+                    n = put_event(events, n, t, x, base + j, vpol, width, height, drops, 0)
             base += 8
         elif code == 2:
             x = w & 0x7FF

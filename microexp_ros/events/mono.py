@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from microexp_ros.events.codecs import Decoder
+from microexp_ros.events.codecs import EVENTS_FULL, Decoder, put_event, stop_status
 
 
 @njit(cache=True, nogil=True)
@@ -24,23 +24,11 @@ def _decode_kernel(
     while i < words.shape[0]:
         w = np.int64(words[i])  # signed 64-bit arithmetic throughout (no uint64 promotion)
         t = time_base + (w & 0xFFFFFFFF)
-        if t >= limit:
-            status = 1
+        status = stop_status(t, limit, n, 1, cap, EVENTS_FULL)
+        if status:
             break
-        if n >= cap:
-            status = 2
-            break
-        x = (w >> 32) & 0xFFFF
-        y = (w >> 48) & 0x7FFF
-        if x < width and y < height:
-            r = events[n]
-            r.t = t
-            r.x = x
-            r.y = y
-            r.p = (w >> 63) & 1
-            n += 1
-        else:
-            drops[0] += 1
+        x, y, p = (w >> 32) & 0xFFFF, (w >> 48) & 0x7FFF, (w >> 63) & 1
+        n = put_event(events, n, t, x, y, p, width, height, drops, 0)
         i += 1
     counts[0] = n
     return status, i

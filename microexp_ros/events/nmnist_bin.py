@@ -7,15 +7,13 @@ big-endian. The sensor size is not stored: it is passed in, or taken as the exte
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from microexp_ros.events.array import empty_events
-from microexp_ros.events.source import Chunk, StreamInfo, keep_in_bounds
+from microexp_ros.events.reader_protocol import WholeFileSource
 
-STREAM = "events"
 EVENT_BYTES = 5
 US_TO_NS = 1000
 
@@ -34,28 +32,17 @@ def decode_nmnist(data: bytes) -> tuple[np.ndarray, int]:
     return ev, raw.size - n * EVENT_BYTES
 
 
-class NmnistFile:
+class NmnistFile(WholeFileSource):
     """An N-MNIST/N-Caltech `.bin` file as an event source with one stream, "events" (read whole: files are small)."""
 
     format = "nmnist_bin"
 
     def __init__(self, path: str | Path, width: int | None = None, height: int | None = None) -> None:
         self.path = Path(path)
-        self._events, self._tail = decode_nmnist(self.path.read_bytes())
+        events, tail = decode_nmnist(self.path.read_bytes())
         if (width is None) != (height is None):
             raise ValueError("pass both width and height, or neither (then the events' extent is used)")
-        if width is None:
-            width = int(self._events["x"].max()) + 1 if self._events.size else 1
-            height = int(self._events["y"].max()) + 1 if self._events.size else 1
-        self.streams = {STREAM: StreamInfo(STREAM, "nmnist_bin", int(width), int(height))}
-        self.drops: dict[str, collections.Counter[str]] = {STREAM: collections.Counter()}
-
-    def chunks(self) -> Iterator[Chunk]:
-        """The whole file as one chunk; a partial trailing event counts as "truncated"."""
         drops: collections.Counter[str] = collections.Counter()
-        if self._tail:
-            drops["truncated"] += 1
-        info = self.streams[STREAM]
-        events = keep_in_bounds(self._events, info.width, info.height, drops)
-        self.drops[STREAM] = drops
-        yield Chunk(STREAM, events)
+        if tail:
+            drops["truncated"] += 1  # a partial trailing event
+        self._hold(events, "nmnist_bin", width, height, drops)

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from microexp_ros.events.codecs import make_decoder
 from microexp_ros.events.raw_header import raw_encoding, split_raw_header
-from microexp_ros.events.source import Chunk, EventFileError, StreamInfo
+from microexp_ros.events.reader_protocol import STREAM, Chunk, EventFileError, StreamInfo, optional_int
 
-STREAM = "events"
 _GEOMETRY = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 _HEADER_PEEK_BYTES = 1 << 16
 
@@ -54,12 +53,7 @@ def parse_raw_header(data: bytes) -> RawHeader:
 
 
 def _int_field(options: dict[str, str], key: str) -> int | None:
-    if key not in options:
-        return None
-    try:
-        return int(options[key])
-    except ValueError:
-        raise EventFileError(f"raw header {key}={options[key]!r} is not an integer") from None
+    return optional_int(options, key, "raw header {key}={value!r} is not an integer")
 
 
 def _agree(name: str, from_header, given):

@@ -1,6 +1,6 @@
 """One entry point for every event file format: `open_events(path)` picks the reader by file type.
 
-Use `source.read_all(open_events(path))` for whole arrays, or iterate `.chunks()` for large files.
+Use `reader_protocol.read_all(open_events(path))` for whole arrays, or iterate `.chunks()` for large files.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from microexp_ros.events.dat_file import DatFile
 from microexp_ros.events.es_file import EsFile
 from microexp_ros.events.nmnist_bin import NmnistFile
 from microexp_ros.events.raw_file import RawFile
-from microexp_ros.events.source import EventFileError, EventSource
+from microexp_ros.events.reader_protocol import EventFileError, EventSource
 
 # File suffix -> reader kind; directories are rosbag2 bags.
 _SUFFIXES = {

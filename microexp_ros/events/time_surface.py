@@ -5,7 +5,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from microexp_ros.events._checks import check_array, invalid_event
+from microexp_ros.events._checks import check_array, check_first_invalid
 
 _NEVER = np.iinfo(np.int64).min
 
@@ -40,8 +40,7 @@ def time_surface(events: np.ndarray, width: int, height: int, t_ref: int, tau_ns
         raise ValueError(f"tau_ns must be > 0, got {tau_ns}")
     last = np.full(2 * height * width, _NEVER, dtype=np.int64)
     bad = _latest(events["t"], events["x"], events["y"], events["p"], int(width), int(height), int(t_ref), last)
-    if bad >= 0:
-        raise invalid_event(events, bad, width, height)
+    check_first_invalid(events, bad, width, height)
     seen = last != _NEVER
     surface = np.zeros(2 * height * width, dtype=np.float32)
     surface[seen] = np.exp(-(t_ref - last[seen]) / float(tau_ns))

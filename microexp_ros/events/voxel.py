@@ -10,7 +10,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from microexp_ros.events._checks import check_array, check_bins, check_window, invalid_event
+from microexp_ros.events._checks import check_binned_window, check_first_invalid
 
 
 @numba.njit(cache=True, nogil=True)
@@ -39,13 +39,10 @@ def _accumulate(t, x, y, p, width, height, bins, t0, t1, out):  # pragma: no cov
 
 def voxel_grid(events: np.ndarray, width: int, height: int, bins: int, t0: int, t1: int) -> np.ndarray:
     """[bins, H, W] float32 voxel grid of the events with t0 <= t < t1 (others excluded)."""
-    check_array(events, width, height)
-    check_window(t0, t1)
-    check_bins(bins)
+    check_binned_window(events, width, height, bins, t0, t1)
     out = np.zeros(bins * height * width, dtype=np.float32)
     bad = _accumulate(
         events["t"], events["x"], events["y"], events["p"], int(width), int(height), int(bins), int(t0), int(t1), out
     )
-    if bad >= 0:
-        raise invalid_event(events, bad, width, height)
+    check_first_invalid(events, bad, width, height)
     return out.reshape(bins, height, width)

@@ -33,7 +33,7 @@ from microexp_ros.models.au_inference import ActivationFilter, AUPredictor
 from microexp_ros.models.weights import WeightsError
 from microexp_ros.msg import ActionUnit, AUPredictions, FaceRegion, SyncedSample
 from microexp_ros.nodes.sample_input import (EventStreamWindows, RegionSource, RegionUnavailable, SampleError,
-                                             SampleWindow, region_param, sample_window)
+                                             SampleWindow, read_sample, region_param)
 from microexp_ros.ros import qos
 from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.params import Param, ParameterError, declare_parameters
@@ -105,13 +105,9 @@ class AUClassifierNode(Node):
         if self.last_sequence is not None and msg.sequence > self.last_sequence + 1:
             self.health.drop("upstream_sequence_gap", int(msg.sequence - self.last_sequence - 1))
         self.last_sequence = int(msg.sequence)
-        try:
-            window = sample_window(msg)
-        except SampleError as error:
-            self.health.error(error.kind, str(error))
+        window = read_sample(msg, self.health)
+        if window is None:
             return
-        for reason, n in window.drops.items():
-            self.health.drop(reason, n)
         if window.count_mismatch:
             self.health.error("event_count_mismatch", f"sample {msg.sequence} says {msg.event_count} events")
         self.classify(window, msg.window_start, msg.window_end, msg.header.frame_id)

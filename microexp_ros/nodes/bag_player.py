@@ -35,7 +35,9 @@ PARAMS = [
     Param("exit_when_done", True, "exit after the last message (else stay idle)"),
     Param("wait_for_subscribers", 0, "before playing, wait until every topic has this many subscribers",
           min=0, max=100),
-    Param("subscriber_timeout_s", 30.0, "longest wait for subscribers (s)", min=0.0, max=3600.0),
+    Param("wait_for_publishers", [""], "before playing, wait until each of these topics has a publisher: the "
+          "downstream nodes of a graph are up (empty entries ignored)"),
+    Param("subscriber_timeout_s", 30.0, "longest wait for subscribers and publishers (s)", min=0.0, max=3600.0),
 ]
 EMBEDDED_BAG = ("bags", "default")
 
@@ -104,13 +106,19 @@ class BagPlayer(Node):
 
     def _wait_for_subscribers(self) -> None:
         wanted = self.p["wait_for_subscribers"]
-        if not wanted:
+        downstream = [t for t in self.p["wait_for_publishers"] if t]
+        if not wanted and not downstream:
             return
         deadline = time.monotonic() + self.p["subscriber_timeout_s"]
-        while any(p.get_subscription_count() < wanted for p in self.publishers_by_topic.values()):
+
+        def missing() -> list[str]:
+            topics = [t for t, p in self.publishers_by_topic.items() if p.get_subscription_count() < wanted]
+            return topics + [t for t in downstream if self.count_publishers(t) == 0]
+
+        while missing():
             if time.monotonic() > deadline:
-                self.health.error("no_subscribers", f"fewer than {wanted} subscribers after "
-                                                    f"{self.p['subscriber_timeout_s']} s; playing anyway")
+                self.health.error("graph_not_ready", f"after {self.p['subscriber_timeout_s']} s still waiting for "
+                                                     f"{missing()}; playing anyway")
                 break
             if self._stop.wait(0.05):
                 return

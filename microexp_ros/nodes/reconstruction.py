@@ -25,8 +25,8 @@ from std_msgs.msg import Header
 from microexp_ros.events.window import crop
 from microexp_ros.models.recon_inference import Reconstructor
 from microexp_ros.msg import FaceRegion, ReconstructionQuality, SyncedSample
-from microexp_ros.nodes.sample_input import (RegionSource, RegionUnavailable, SampleError, camera_frame,
-                                             region_param, sample_window)
+from microexp_ros.nodes.sample_input import (RegionSource, RegionUnavailable, camera_frame, read_sample,
+                                             region_param)
 from microexp_ros.ros import qos
 from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.image import to_image
@@ -86,13 +86,9 @@ class ReconstructionNode(Node):
 
     def on_sample(self, msg: SyncedSample) -> None:
         self.health.count("in:samples")
-        try:
-            window = sample_window(msg)
-        except SampleError as error:
-            self.health.error(error.kind, str(error))
+        window = read_sample(msg, self.health)
+        if window is None:
             return
-        for reason, n in window.drops.items():
-            self.health.drop(reason, n)
         try:
             face = self.regions.select(from_time_msg(msg.window_end))
         except RegionUnavailable as reason:

@@ -4,7 +4,7 @@ time_sync re-encodes each window's events as one self-contained EVT3 packet with
 writes the 16.78 s time wraps up to the window), so a fresh decoder gives sensor time exactly; encodings that
 carry a time base (libcaer, mono) decode to sensor time through it. Anything wrong with a sample raises
 `SampleError` with a short `kind` the node counts in /diagnostics; decoder drops and events outside the window
-bounds are reported, not hidden.
+bounds are reported, not hidden (`read_sample` counts both on the node's Health).
 `RegionSource` picks the face region of a window the same way for every model node. `EventStreamWindows` is
 the events-only alternative: fixed-rate windows cut from a raw EventPacket stream by the classes time_sync
 uses (`sync.clock.StampClock`, `sync.windows.WindowCutter` and `FixedRateWindows`).
@@ -19,6 +19,7 @@ import numpy as np
 
 from microexp_ros.events.codecs import make_decoder
 from microexp_ros.events.window import window_slice
+from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.image import ImageEncodingError, to_numpy
 from microexp_ros.ros.params import ParameterError
 from microexp_ros.ros.stamps import from_time_msg
@@ -71,6 +72,19 @@ def sample_window(msg) -> SampleWindow:
         drops["events_outside_window"] += int(events.size - inside.size)
     return SampleWindow(inside, t0, t1, int(packet.width), int(packet.height), drops,
                         count_mismatch=int(msg.event_count) != int(events.size))
+
+
+def read_sample(msg, health: Health) -> SampleWindow | None:
+    """`sample_window` with its drops counted on `health`, and None (error counted) for an unusable sample,
+    so every model node accounts for its samples the same way."""
+    try:
+        window = sample_window(msg)
+    except SampleError as error:
+        health.error(error.kind, str(error))
+        return None
+    for reason, n in window.drops.items():
+        health.drop(reason, n)
+    return window
 
 
 @dataclass

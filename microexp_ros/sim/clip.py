@@ -15,6 +15,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from microexp_ros.data.dataset import Clip
 from microexp_ros.facs import MODEL_AUS, NEUTRAL
 from microexp_ros.sim.event_simulator import EventSimulator, SensorConfig
 from microexp_ros.sim.face import FaceRenderer, FaceTexture, Identity, render_texture
@@ -75,17 +76,6 @@ class ClipSpec:
             raise ValueError(f"a macro expression needs a muscle AU, got label {self.label}")
 
 
-@dataclass
-class ClipData:
-    """Every array of one clip (dataset contract) plus its metadata (labels, lighting, camera settings)."""
-
-    events: dict[str, np.ndarray]
-    rgb: np.ndarray
-    rgb_t: np.ndarray
-    gray: dict[str, np.ndarray]
-    meta: dict
-
-
 @dataclass(frozen=True)
 class HeadSway:
     """Small rigid head motion (a distractor): sinusoidal translation in pixels and rotation in degrees."""
@@ -123,7 +113,7 @@ def plan_aus(spec: ClipSpec, rng: np.random.Generator, duration_ns: int, blink_p
     return plan
 
 
-def make_clip(spec: ClipSpec, geometry: Geometry = Geometry()) -> ClipData:
+def make_clip(spec: ClipSpec, geometry: Geometry = Geometry()) -> Clip:
     """Render, simulate and capture one clip; deterministic for `spec` (including its seed)."""
     g = geometry
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xC11]))
@@ -158,7 +148,7 @@ def make_clip(spec: ClipSpec, geometry: Geometry = Geometry()) -> ClipData:
         "rgb_exposure_s": [round(float(x), 6) for x in capture.exposure_s],
         "rgb_gain": [round(float(x), 4) for x in capture.gain],
     }
-    return ClipData(events=events, rgb=capture.frames, rgb_t=capture.times_ns, gray=gray, meta=meta)
+    return Clip(events=events, rgb=capture.frames, rgb_t=capture.times_ns, gray=gray, meta=meta)
 
 
 def _simulate_events(radiance, rate: float, g: Geometry, seeds: np.ndarray) -> dict[str, np.ndarray]:

@@ -17,6 +17,9 @@ import numpy as np
 
 from microexp_ros.events.array import EVENT_DTYPE, TRIGGER_DTYPE, empty_triggers
 
+# The one stream of a single-stream file (everything but bags and multi-stream AEDAT4).
+STREAM = "events"
+
 
 class EventFileError(ValueError):
     """A file that exists but cannot be read as events (unknown format, corrupt, missing geometry)."""
@@ -77,6 +80,44 @@ def keep_in_bounds(events: np.ndarray, width: int, height: int, drops: collectio
         drops["out_of_bounds"] += n_out
         return events[inside]
     return events
+
+
+def optional_int(fields: dict[str, str], key: str, error: str) -> int | None:
+    """fields[key] as an int, None if absent; EventFileError(error.format(key=..., value=...)) if not an integer."""
+    if key not in fields:
+        return None
+    try:
+        return int(fields[key])
+    except ValueError:
+        raise EventFileError(error.format(key=key, value=fields[key])) from None
+
+
+class WholeFileSource:
+    """Base of the single-stream readers that decode the whole file when opened (dataset files are small).
+
+    A subclass decodes in __init__ and calls _hold(); chunks() then replays the events as one chunk.
+    """
+
+    def _hold(
+        self, events: np.ndarray, encoding: str, width: int | None, height: int | None, drops: collections.Counter[str]
+    ) -> None:
+        """Keep the decoded events and what decoding dropped; a size not given is the events' extent."""
+        if width is None:
+            width = int(events["x"].max()) + 1 if events.size else 1
+        if height is None:
+            height = int(events["y"].max()) + 1 if events.size else 1
+        self._events = events
+        self._drops = drops
+        self.streams = {STREAM: StreamInfo(STREAM, encoding, int(width), int(height))}
+        self.drops: dict[str, collections.Counter[str]] = {STREAM: collections.Counter()}
+
+    def chunks(self) -> Iterator[Chunk]:
+        """The whole file as one chunk; events outside the sensor are dropped and counted in drops."""
+        drops = collections.Counter(self._drops)
+        info = self.streams[STREAM]
+        events = keep_in_bounds(self._events, info.width, info.height, drops)
+        self.drops[STREAM] = drops
+        yield Chunk(STREAM, events)
 
 
 def summarize(source: EventSource) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,92 @@
+"""AU inference benchmark: per-window latency of what the node runs (encode + SNN forward), at the shipped
+model's input size with pinned threads, against the reference CNN on the same input in the same run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from microexp_ros.models.au_inference import AUPredictor, build_au_model, encode_events, select_window
+from microexp_ros.models.weights import count_parameters
+
+
+def _timings(fn: Callable[[], object], repeats: int, warmup: int = 5) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    out = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out[i] = (time.perf_counter() - start) * 1e3
+    return out
+
+
+def bench_window() -> tuple[np.ndarray, int, int, tuple[int, int]]:
+    """A real simulated window: AU12 clip, normal light, high-resolution sensor; (events, t0, t1, sensor size)."""
+    from microexp_ros.sim.clip import ClipSpec, Geometry, make_clip
+    from microexp_ros.sim.face import make_identities
+
+    geometry = Geometry()
+    identity = make_identities(1, seed=7)[0]
+    data = make_clip(ClipSpec("bench", identity, "normal", 12, False, seed=7), geometry)
+    entry = {"id": "bench", "label": 12, "aus": data.meta["aus"], "duration_ns": geometry.duration_ns}
+    t0, t1 = select_window(entry)
+    return data.events["high"], t0, t1, (geometry.high, geometry.high)
+
+
+def run(model_path: str | Path | None = None, repeats: int = 200, threads: int = 2) -> dict[str, Any]:
+    """Latency table rows and the headline keys infer_p50_ms / infer_p99_ms (encode + forward, batch 1)."""
+    torch.set_num_threads(threads)
+    predictor = AUPredictor.from_file(model_path)
+    if predictor.modality != "events":
+        raise ValueError(f"the AU benchmark needs an events model, {predictor.name} is {predictor.modality}")
+    events, t0, t1, sensor = bench_window()
+    roi = (0, 0, *sensor)
+    x = encode_events(events, t0, t1, roi, sensor, predictor.size, predictor.bins)
+    tensor = torch.from_numpy(x)[None]
+    cnn_config = {"arch": "cnn", "in_channels": 2, "bins": predictor.bins, "size": predictor.size}
+    cnn = build_au_model(cnn_config).eval()
+
+    def forward(model: torch.nn.Module) -> Callable[[], object]:
+        def call() -> object:
+            with torch.inference_mode():
+                return model(tensor)
+        return call
+
+    cases = {
+        "encode_events (window -> histogram input)": lambda: encode_events(events, t0, t1, roi, sensor,
+                                                                           predictor.size, predictor.bins),
+        "SNN forward": forward(predictor.model),
+        "SNN predict (encode + forward), the node's call": lambda: predictor.predict(events, t0, t1, roi, sensor),
+        "baseline: reference CNN forward, same input": forward(cnn),
+    }
+    rows = []
+    samples = {}
+    for name, fn in cases.items():
+        ms = _timings(fn, repeats)
+        samples[name] = ms
+        rows.append({"case": name, "p50_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99)),
+                     "per_s": 1e3 / float(np.median(ms))})
+    baseline = rows[-1]["p50_ms"]
+    for row in rows:
+        row["ratio_to_baseline"] = row["p50_ms"] / baseline
+    predict = samples["SNN predict (encode + forward), the node's call"]
+    return {
+        "infer_p50_ms": float(np.median(predict)),
+        "infer_p99_ms": float(np.percentile(predict, 99)),
+        "forward_p50_ms": rows[1]["p50_ms"],
+        "threads": threads,
+        "repeats": repeats,
+        "input": f"[1, {predictor.bins}, 2, {predictor.size}, {predictor.size}] from {len(events)} events "
+                 f"({sensor[0]}x{sensor[1]} face region, {(t1 - t0) / 1e6:.0f} ms window)",
+        "model": predictor.name,
+        "parameters": count_parameters(predictor.model),
+        "baseline_parameters": count_parameters(cnn),
+        "torch": torch.__version__,
+        "rows": rows,
+    }

@@ -1,0 +1,264 @@
+"""Action Unit inference shared by training, offline evaluation and the ROS node: window choice, input
+encoding, model building and loading, prediction and the activation hysteresis.
+
+Everything that turns raw events (or webcam frames) plus a window into model input lives here, so the node
+and `microexp eval au` produce identical outputs for the same window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from microexp_ros.events.histogram import polarity_histograms
+from microexp_ros.events.window import crop, window_slice
+from microexp_ros.facs import MODEL_AUS, NEUTRAL, SINGLE_LABEL_CLASSES
+from microexp_ros.models.weights import WeightsError, load_model
+
+DEFAULT_WINDOW_NS = 200_000_000
+DEFAULT_EVENTS_MODEL = "snn_events_default.safetensors"
+MODALITIES = ("events", "rgb")
+
+
+# --- windows and targets -------------------------------------------------------------------------------------
+
+
+def main_au(clip: Mapping) -> dict | None:
+    """The labelled AU occurrence of a manifest clip entry (None for a neutral clip)."""
+    label = int(clip["label"])
+    if label == NEUTRAL:
+        return None
+    for au in clip.get("aus", []):
+        if int(au["au"]) == label and au.get("role", "main") == "main":
+            return au
+    raise ValueError(f"clip {clip.get('id', '?')} is labelled AU{label} but lists no such AU occurrence")
+
+
+def select_window(
+    clip: Mapping, length_ns: int = DEFAULT_WINDOW_NS, rng: np.random.Generator | None = None, jitter_ns: int = 0
+) -> tuple[int, int]:
+    """The [t0, t1) window of a clip to classify: it covers the main AU's onset -> apex (ending at the apex when
+    the rise is longer than the window); for a neutral clip a random window (`rng`) or the centre (rng=None).
+    `jitter_ns` (training augmentation, needs rng) shifts the window uniformly by up to that much."""
+    duration = int(clip["duration_ns"])
+    if length_ns <= 0 or length_ns > duration:
+        raise ValueError(f"window length must be in (0, {duration}] ns for clip {clip.get('id', '?')}, got {length_ns}")
+    au = main_au(clip)
+    if au is None:
+        t0 = int(rng.integers(0, duration - length_ns + 1)) if rng is not None else (duration - length_ns) // 2
+    else:
+        onset, apex = int(au["onset_ns"]), int(au["apex_ns"])
+        span = apex - onset
+        t0 = onset - (length_ns - span) // 2 if span <= length_ns else apex - length_ns
+    if jitter_ns:
+        if rng is None:
+            raise ValueError("window jitter needs an rng")
+        t0 += int(rng.integers(-jitter_ns, jitter_ns + 1))
+    t0 = min(max(t0, 0), duration - length_ns)
+    return t0, t0 + length_ns
+
+
+def au_targets(clip: Mapping, t0: int, t1: int) -> tuple[np.ndarray, int]:
+    """(multi-hot float32 [len(MODEL_AUS)] of the AUs active somewhere in [t0, t1), single-label class index)."""
+    multi = np.zeros(len(MODEL_AUS), np.float32)
+    for au in clip.get("aus", []):
+        if int(au["onset_ns"]) < t1 and int(au["offset_ns"]) > t0 and int(au["au"]) in MODEL_AUS:
+            multi[MODEL_AUS.index(int(au["au"]))] = 1.0
+    label = int(clip["label"])
+    if label not in SINGLE_LABEL_CLASSES:
+        raise ValueError(f"clip {clip.get('id', '?')} has label {label}, not one of {SINGLE_LABEL_CLASSES}")
+    return multi, SINGLE_LABEL_CLASSES.index(label)
+
+
+# --- input encoding ------------------------------------------------------------------------------------------
+
+
+def _check_roi(roi: tuple[int, int, int, int], sensor_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    x, y, w, h = (int(v) for v in roi)
+    sw, sh = (int(v) for v in sensor_size)
+    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > sw or y + h > sh:
+        raise ValueError(f"face region (x={x}, y={y}, w={w}, h={h}) must lie inside the {sw}x{sh} sensor")
+    return x, y, w, h
+
+
+def _resize_stack(planes: np.ndarray, size: int) -> np.ndarray:
+    """Area-resample [N, H, W] planes to [N, size, size] (averaging when shrinking, replicating when growing)."""
+    if planes.shape[-2:] == (size, size):
+        return planes
+    return F.interpolate(torch.from_numpy(planes)[None], size=(size, size), mode="area")[0].numpy()
+
+
+def encode_events(
+    events: np.ndarray,
+    t0_ns: int,
+    t1_ns: int,
+    roi: tuple[int, int, int, int],
+    sensor_size: tuple[int, int],
+    size: int,
+    bins: int,
+) -> np.ndarray:
+    """[bins, 2, size, size] float32 model input: per-polarity counts of the face region in `bins` time bins,
+    resampled to size x size as counts per output cell, then log1p-compressed. Events must be time-sorted."""
+    x, y, w, h = _check_roi(roi, sensor_size)
+    face = crop(window_slice(events, t0_ns, t1_ns), x, y, w, h)
+    hist = polarity_histograms(face, w, h, bins, t0_ns, t1_ns).reshape(bins * 2, h, w)
+    cells = _resize_stack(hist, size) * np.float32(w * h / (size * size))
+    return np.log1p(cells).reshape(bins, 2, size, size).astype(np.float32)
+
+
+def encode_frames(
+    frames: np.ndarray, frame_t: np.ndarray, t0_ns: int, t1_ns: int, roi: tuple[int, int, int, int], size: int, bins: int
+) -> np.ndarray:
+    """[bins, 1, size, size] float32 model input from webcam frames: for each time bin the latest frame whose
+    exposure centre is at or before the bin centre (the first frame if none), gray, face region, area-resized,
+    standardised over the window (an ideal auto-gain: what RGB can still show in dim light is its noise)."""
+    if frames.ndim not in (3, 4) or len(frames) != len(frame_t) or len(frames) == 0:
+        raise ValueError(f"frames must be [N, H, W] or [N, H, W, 3] with N = len(frame_t) > 0, got {frames.shape} "
+                         f"and {len(frame_t)} times")
+    height, width = frames.shape[1:3]
+    x, y, w, h = _check_roi(roi, (width, height))
+    centres = t0_ns + (np.arange(bins) * 2 + 1) * (t1_ns - t0_ns) // (2 * bins)
+    index = np.clip(np.searchsorted(frame_t, centres, side="right") - 1, 0, len(frames) - 1)
+    picked = frames[index, y:y + h, x:x + w]
+    if picked.ndim == 4:
+        picked = np.stack([cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_BGR2GRAY) for f in picked])
+    gray = _resize_stack(picked.astype(np.float32) / 255.0, size)
+    gray = (gray - gray.mean()) / (gray.std() + 1e-3)
+    return gray.reshape(bins, 1, size, size).astype(np.float32)
+
+
+# --- models ----------------------------------------------------------------------------------------------------
+
+
+def build_au_model(config: Mapping) -> nn.Module:
+    """The AU network described by a weights config: arch "snn" (SpikingAUNet) or "cnn" (FrameCNN)."""
+    arch = config.get("arch")
+    if arch == "snn":
+        from microexp_ros.models.snn import build_snn
+
+        return build_snn(dict(config))
+    if arch == "cnn":
+        from microexp_ros.models.rgb_cnn import build_cnn
+
+        return build_cnn(dict(config))
+    raise ValueError(f"unknown AU model arch {arch!r} (expected 'snn' or 'cnn')")
+
+
+@dataclass(frozen=True)
+class AUResult:
+    """One window's prediction: per-AU probabilities (MODEL_AUS order), the single-label class (FACS number,
+    0 = neutral) with its probability, and the forward-pass wall time."""
+
+    probabilities: np.ndarray
+    label: int
+    label_probability: float
+    class_probabilities: np.ndarray
+    latency_ms: float
+
+    def as_dict(self) -> dict[int, float]:
+        """AU number -> probability."""
+        return {au: float(p) for au, p in zip(MODEL_AUS, self.probabilities)}
+
+
+class AUPredictor:
+    """A loaded AU model plus its input encoding: `predict` (events) or `predict_frames` (RGB)."""
+
+    def __init__(self, model: nn.Module, meta: Mapping, name: str = "model") -> None:
+        config = meta["config"]
+        modality = config.get("modality")
+        if modality not in MODALITIES:
+            raise WeightsError(f"weights '{name}' have modality {modality!r}, expected one of {MODALITIES}")
+        self.model = model.eval()
+        self.meta = dict(meta)
+        self.name = name
+        self.modality: str = modality
+        self.size = int(config["size"])
+        self.bins = int(config["bins"])
+        self.window_ns = int(config.get("window_ns", DEFAULT_WINDOW_NS))
+
+    @classmethod
+    def from_file(cls, path: str | Path | None = None) -> AUPredictor:
+        """Load weights (None = the shipped default events model in share/microexp_ros/models)."""
+        if path is None:
+            from microexp_ros.resources import share_path
+
+            path = share_path("models", DEFAULT_EVENTS_MODEL)
+        path = Path(path)
+        model, meta = load_model(path, build_au_model)
+        return cls(model, meta, name=path.stem)
+
+    def _require(self, modality: str) -> None:
+        if self.modality != modality:
+            raise ValueError(f"model '{self.name}' takes {self.modality} input, not {modality}")
+
+    def forward(self, x: np.ndarray) -> AUResult:
+        """Run the model on one encoded window ([bins, C, size, size])."""
+        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
+        start = time.perf_counter()
+        with torch.inference_mode():
+            au_logits, class_logits = self.model(tensor)
+        latency = (time.perf_counter() - start) * 1e3
+        probs = torch.sigmoid(au_logits[0]).numpy()
+        class_probs = torch.softmax(class_logits[0], dim=0).numpy()
+        k = int(np.argmax(class_probs))
+        return AUResult(probs, SINGLE_LABEL_CLASSES[k], float(class_probs[k]), class_probs, latency)
+
+    def predict(
+        self,
+        events: np.ndarray,
+        t0_ns: int,
+        t1_ns: int,
+        roi: tuple[int, int, int, int],
+        sensor_size: tuple[int, int],
+    ) -> AUResult:
+        """AUs of the face region `roi` = (x, y, w, h) over the window [t0_ns, t1_ns) of time-sorted events."""
+        self._require("events")
+        return self.forward(encode_events(events, t0_ns, t1_ns, roi, sensor_size, self.size, self.bins))
+
+    def predict_frames(
+        self, frames: np.ndarray, frame_t: np.ndarray, t0_ns: int, t1_ns: int, roi: tuple[int, int, int, int]
+    ) -> AUResult:
+        """AUs of the face region in webcam frames (exposure-centre times `frame_t`) over [t0_ns, t1_ns)."""
+        self._require("rgb")
+        return self.forward(encode_frames(frames, frame_t, t0_ns, t1_ns, roi, self.size, self.bins))
+
+
+class ActivationFilter:
+    """Hysteresis on per-AU probabilities: an AU switches on after `min_windows` consecutive windows at or above
+    `on_threshold`, and off after `min_windows` consecutive windows below `off_threshold`."""
+
+    def __init__(self, on_threshold: float = 0.6, off_threshold: float = 0.4, min_windows: int = 2,
+                 count: int = len(MODEL_AUS)) -> None:
+        if not 0.0 <= off_threshold <= on_threshold <= 1.0:
+            raise ValueError(f"need 0 <= off_threshold <= on_threshold <= 1, got {off_threshold}, {on_threshold}")
+        if min_windows < 1:
+            raise ValueError(f"min_windows must be >= 1, got {min_windows}")
+        self.on_threshold, self.off_threshold, self.min_windows = on_threshold, off_threshold, min_windows
+        self.active = np.zeros(count, bool)
+        self._streak = np.zeros(count, np.int64)
+
+    def reset(self) -> None:
+        """Forget all state (e.g. when the tracked face changes)."""
+        self.active[:] = False
+        self._streak[:] = 0
+
+    def update(self, probabilities: np.ndarray) -> np.ndarray:
+        """Feed one window's probabilities; returns the boolean active state per AU (a copy)."""
+        p = np.asarray(probabilities, dtype=np.float64)
+        if p.shape != self.active.shape:
+            raise ValueError(f"expected {self.active.shape[0]} probabilities, got shape {p.shape}")
+        # A streak counts consecutive windows pushing towards the opposite state.
+        pushing = np.where(self.active, p < self.off_threshold, p >= self.on_threshold)
+        self._streak = np.where(pushing, self._streak + 1, 0)
+        flip = self._streak >= self.min_windows
+        self.active ^= flip
+        self._streak[flip] = 0
+        return self.active.copy()

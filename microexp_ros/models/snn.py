@@ -1,0 +1,111 @@
+"""Convolutional spiking network for Action Units: the paper's classifier, fed event histograms or RGB frames.
+
+Input [B, T, C, S, S] (T time bins; C = 2 polarity channels for events, 1 for gray frames). Three
+strided conv-BN-LIF blocks and a spiking hidden layer; leaky neurons have a learnable decay per channel
+(PLIF-like, init beta = 0.5, i.e. tau = 2 as in the paper's companion work) and a surrogate gradient.
+The heads read the hidden layer's spike rate over the window: a non-leaky integrator readout, so logits are
+linear in the spike counts. Two heads: per-AU logits (multi-label, MODEL_AUS order) and single-label logits
+(SINGLE_LABEL_CLASSES: neutral + the 12 AUs).
+
+Stateless layers (conv, BN, pooling) run on all T bins at once; only the neurons loop over time, which
+gives exactly the outputs of a step-by-step loop for this feed-forward network at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import snntorch as snn
+import torch
+from snntorch import surrogate
+from torch import nn
+
+from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
+
+SURROGATES = {"atan": surrogate.atan, "fast_sigmoid": surrogate.fast_sigmoid}
+
+
+def check_input(x: torch.Tensor, bins: int, channels: int, size: int) -> None:
+    """Raise ValueError unless x is [B, bins, channels, size, size] (the shape the weights were trained on)."""
+    expected = (bins, channels, size, size)
+    if not isinstance(x, torch.Tensor) or x.ndim != 5 or tuple(x.shape[1:]) != expected:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"model input must have shape [batch, {', '.join(map(str, expected))}], got {got}")
+
+
+class SpikingAUNet(nn.Module):
+    """CSNN with per-AU and single-label heads; forward returns (au_logits [B, 12], class_logits [B, 13])."""
+
+    def __init__(
+        self,
+        in_channels: int = 2,
+        bins: int = 8,
+        size: int = 64,
+        channels: Sequence[int] = (16, 32, 64),
+        hidden: int = 128,
+        beta: float = 0.5,
+        surrogate_name: str = "atan",
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        if surrogate_name not in SURROGATES:
+            raise ValueError(f"surrogate must be one of {sorted(SURROGATES)}, got {surrogate_name!r}")
+        if size % (2 ** len(channels)) or size < 2 ** (len(channels) + 1):
+            raise ValueError(f"size {size} must be a multiple of {2 ** len(channels)} and at least {2 ** (len(channels) + 1)}")
+        if not 0.0 < beta < 1.0:
+            raise ValueError(f"beta must be in (0, 1), got {beta}")
+        self.in_channels, self.bins, self.size = in_channels, bins, size
+        spike_grad = SURROGATES[surrogate_name]()
+        self.convs = nn.ModuleList()
+        self.lifs = nn.ModuleList()
+        c_in = in_channels
+        for i, c_out in enumerate(channels):
+            # Strided convolutions halve the resolution in every block: a third of the cost of conv + maxpool,
+            # which matters on a 2-core CPU where training runs T times the frames of a CNN.
+            kernel = 5 if i == 0 else 3
+            self.convs.append(nn.Sequential(
+                nn.Conv2d(c_in, c_out, kernel, stride=2, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out)))
+            self.lifs.append(snn.Leaky(beta=torch.full((c_out, 1, 1), beta), learn_beta=True, spike_grad=spike_grad))
+            c_in = c_out
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.fc = nn.Linear(c_in * 16, hidden)
+        self.fc_lif = snn.Leaky(beta=torch.full((hidden,), beta), learn_beta=True, spike_grad=spike_grad)
+        self.dropout = nn.Dropout(dropout)
+        self.au_head = nn.Linear(hidden, len(MODEL_AUS))
+        self.class_head = nn.Linear(hidden, len(SINGLE_LABEL_CLASSES))
+
+    @staticmethod
+    def _spike_over_time(lif: snn.Leaky, current: torch.Tensor) -> torch.Tensor:
+        """Run one LIF layer over the time axis (dim 1) of `current`, returning the spike train."""
+        mem = torch.zeros_like(current[:, 0])
+        spikes = []
+        for t in range(current.shape[1]):
+            spk, mem = lif(current[:, t], mem)
+            spikes.append(spk)
+        return torch.stack(spikes, dim=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_input(x, self.bins, self.in_channels, self.size)
+        b, t = x.shape[:2]
+        h = x
+        for conv, lif in zip(self.convs, self.lifs):
+            cur = conv(h.flatten(0, 1))
+            h = self._spike_over_time(lif, cur.unflatten(0, (b, t)))
+        feat = self.pool(h.flatten(0, 1)).flatten(1)
+        hidden = self._spike_over_time(self.fc_lif, self.fc(feat).unflatten(0, (b, t)))
+        rate = self.dropout(hidden.mean(dim=1))
+        return self.au_head(rate), self.class_head(rate)
+
+
+def build_snn(config: dict) -> SpikingAUNet:
+    """A SpikingAUNet from a weights-sidecar config (keys as in the constructor)."""
+    return SpikingAUNet(
+        in_channels=int(config["in_channels"]),
+        bins=int(config["bins"]),
+        size=int(config["size"]),
+        channels=tuple(int(c) for c in config.get("channels", (16, 32, 64))),
+        hidden=int(config.get("hidden", 128)),
+        beta=float(config.get("beta", 0.5)),
+        surrogate_name=str(config.get("surrogate", "atan")),
+        dropout=float(config.get("dropout", 0.2)),
+    )

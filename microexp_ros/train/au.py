@@ -1,0 +1,272 @@
+"""Training of the AU classifiers (SNN on events or RGB frames, reference CNN) on a microexp dataset.
+
+Windows come from `select_window` and inputs from `encode_events` / `encode_frames`, the very functions the
+predictor uses online. Training windows are jittered copies (and random horizontal flips) of each clip's
+labelled window; validation uses the fixed windows of the evaluation. Early stopping watches validation
+accuracy; the best weights are checkpointed to the output file (with its JSON sidecar) whenever they improve.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from microexp_ros.models.au_inference import (
+    DEFAULT_WINDOW_NS,
+    au_targets,
+    build_au_model,
+    encode_events,
+    encode_frames,
+    select_window,
+)
+from microexp_ros.models.weights import count_parameters, save_model
+
+RESOLUTIONS = ("high", "low")
+
+
+@dataclass
+class TrainOptions:
+    """Everything that defines a training run (recorded in the weights sidecar)."""
+
+    data: str
+    out: str
+    modality: str = "events"
+    arch: str = "snn"
+    resolution: str = "both"
+    seed: int = 0
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    window_ns: int = DEFAULT_WINDOW_NS
+    bins: int = 8
+    size: int = 64
+    patience: int = 6
+    jitter_ns: int = 40_000_000
+    copies: int = 3
+    max_minutes: float = 20.0
+    threads: int = 2
+    command: str = field(default_factory=lambda: " ".join(sys.argv))
+
+    def __post_init__(self) -> None:
+        if self.modality not in ("events", "rgb"):
+            raise ValueError(f"modality must be 'events' or 'rgb', got {self.modality!r}")
+        if self.arch not in ("snn", "cnn"):
+            raise ValueError(f"arch must be 'snn' or 'cnn', got {self.arch!r}")
+        if self.resolution not in ("high", "low", "both"):
+            raise ValueError(f"resolution must be high, low or both, got {self.resolution!r}")
+        for name in ("epochs", "batch_size", "bins", "size", "patience", "copies", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0 or self.window_ns <= 0 or self.jitter_ns < 0 or not self.max_minutes > 0:
+            raise ValueError("lr, window and max_minutes must be positive and jitter non-negative")
+
+    def model_config(self) -> dict[str, Any]:
+        """The architecture/input config saved in the sidecar and passed to build_au_model."""
+        return {
+            "arch": self.arch,
+            "modality": self.modality,
+            "in_channels": 2 if self.modality == "events" else 1,
+            "bins": self.bins,
+            "size": self.size,
+            "window_ns": self.window_ns,
+            "resolution": self.resolution if self.modality == "events" else "rgb",
+        }
+
+
+@dataclass
+class WindowSet:
+    """Encoded windows (float16 to halve memory) with multi-label and single-label targets."""
+
+    x: torch.Tensor
+    multi: torch.Tensor
+    label: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+
+def clip_input(clip: Any, manifest: dict, modality: str, resolution: str, t0: int, t1: int,
+               size: int, bins: int) -> np.ndarray:
+    """Encoded model input of one clip window: the whole face region of the chosen sensor (or the webcam)."""
+    if modality == "events":
+        geometry = manifest["resolutions"][resolution]
+        w, h = int(geometry["width"]), int(geometry["height"])
+        return encode_events(clip.events[resolution], t0, t1, (0, 0, w, h), (w, h), size, bins)
+    h, w = clip.rgb.shape[1:3]
+    return encode_frames(clip.rgb, clip.rgb_t, t0, t1, (0, 0, w, h), size, bins)
+
+
+def build_windows(root: Path, manifest: dict, entries: list[dict], opts: TrainOptions,
+                  rng: np.random.Generator | None, copies: int, desc: str) -> WindowSet:
+    """Load each clip once and encode `copies` windows per input resolution (jittered when rng is given)."""
+    from microexp_ros.data.dataset import load_clip
+
+    resolutions = (RESOLUTIONS if opts.resolution == "both" else (opts.resolution,)) if opts.modality == "events" \
+        else ("rgb",)
+    xs, multis, labels = [], [], []
+    for entry in tqdm(entries, desc=desc, unit="clip", leave=False):
+        clip = load_clip(root, entry)
+        for _ in range(copies):
+            jitter = opts.jitter_ns if rng is not None else 0
+            t0, t1 = select_window(entry, opts.window_ns, rng, jitter)
+            multi, label = au_targets(entry, t0, t1)
+            for res in resolutions:
+                xs.append(clip_input(clip, manifest, opts.modality, res, t0, t1, opts.size, opts.bins))
+                multis.append(multi)
+                labels.append(label)
+    if not xs:
+        raise ValueError(f"no clips to build {desc} windows from")
+    return WindowSet(torch.from_numpy(np.stack(xs)).half(), torch.from_numpy(np.stack(multis)),
+                     torch.tensor(labels, dtype=torch.long))
+
+
+def _loss(au_logits: torch.Tensor, class_logits: torch.Tensor, multi: torch.Tensor, label: torch.Tensor
+          ) -> torch.Tensor:
+    return F.cross_entropy(class_logits, label) + F.binary_cross_entropy_with_logits(au_logits, multi)
+
+
+def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: torch.optim.Optimizer | None,
+              generator: torch.Generator | None = None, desc: str = "") -> tuple[float, float]:
+    """One pass (training when an optimizer is given, with shuffling and random flips); (mean loss, accuracy)."""
+    training = optimizer is not None
+    model.train(training)
+    order = torch.randperm(len(data), generator=generator) if training else torch.arange(len(data))
+    total_loss, correct = 0.0, 0
+    batches = range(0, len(data), batch_size)
+    with torch.set_grad_enabled(training):
+        for start in tqdm(batches, desc=desc, unit="batch", leave=False, disable=not desc):
+            idx = order[start:start + batch_size]
+            x = data.x[idx].float()
+            if training:
+                flip = torch.rand(len(idx), generator=generator) < 0.5
+                x[flip] = x[flip].flip(-1)
+            au_logits, class_logits = model(x)
+            loss = _loss(au_logits, class_logits, data.multi[idx], data.label[idx])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {loss.item()} in batch at {start} ({desc or 'eval'})")
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            total_loss += loss.item() * len(idx)
+            correct += int((class_logits.argmax(1) == data.label[idx]).sum())
+    return total_loss / len(data), correct / len(data)
+
+
+def plot_curves(history: list[dict], path: Path, title: str) -> None:
+    """Loss and accuracy per epoch (train and val) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for key, style in (("train", "-"), ("val", "--")):
+        ax_loss.plot(epochs, [h[f"{key}_loss"] for h in history], style, label=key)
+        ax_acc.plot(epochs, [h[f"{key}_accuracy"] for h in history], style, label=key)
+    ax_loss.set(xlabel="epoch", ylabel="loss (CE + BCE)")
+    ax_acc.set(xlabel="epoch", ylabel="single-label accuracy", ylim=(0, 1))
+    ax_acc.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(opts: TrainOptions) -> dict[str, Any]:
+    """Train one model as `opts` says; writes the weights, sidecar and curve PNG; returns the run summary."""
+    from microexp_ros.data.dataset import load_manifest
+
+    torch.set_num_threads(opts.threads)
+    torch.manual_seed(opts.seed)
+    rng = np.random.default_rng(opts.seed)
+    root, out = Path(opts.data), Path(opts.out)
+    manifest = load_manifest(root)
+    splits = {s: [c for c in manifest["clips"] if c["split"] == s] for s in ("train", "val")}
+    for split, entries in splits.items():
+        if not entries:
+            raise ValueError(f"dataset {root} has no '{split}' clips")
+
+    start = time.perf_counter()
+    train_set = build_windows(root, manifest, splits["train"], opts, rng, opts.copies, "encode train")
+    val_set = build_windows(root, manifest, splits["val"], opts, None, 1, "encode val")
+    encode_s = time.perf_counter() - start
+
+    config = opts.model_config()
+    model = build_au_model(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=opts.epochs)
+    generator = torch.Generator().manual_seed(opts.seed)
+
+    history: list[dict] = []
+    best: dict[str, Any] = {"val_accuracy": -1.0}
+    best_state = None
+    stale = 0
+    stopped = "epochs"
+    train_start = time.perf_counter()
+    for epoch in range(1, opts.epochs + 1):
+        train_loss, train_acc = run_epoch(model, train_set, opts.batch_size, optimizer, generator,
+                                          desc=f"epoch {epoch}/{opts.epochs}")
+        scheduler.step()
+        val_loss, val_acc = run_epoch(model, val_set, 64, None)
+        history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+                        "val_loss": val_loss, "val_accuracy": val_acc,
+                        "elapsed_s": round(time.perf_counter() - train_start, 1)})
+        tqdm.write(f"epoch {epoch}: train loss {train_loss:.3f} acc {train_acc:.3f} | "
+                   f"val loss {val_loss:.3f} acc {val_acc:.3f} | {history[-1]['elapsed_s']:.0f} s")
+        improved = val_acc > best["val_accuracy"] or (val_acc == best["val_accuracy"] and val_loss < best["val_loss"])
+        if improved:
+            best = {"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss, "train_accuracy": train_acc}
+            best_state = copy.deepcopy(model.state_dict())
+            save_model(out, model, config, _meta(opts, manifest, best, history, "checkpoint", encode_s, model))
+            stale = 0
+        else:
+            stale += 1
+        if stale >= opts.patience:
+            stopped = f"early stop: no val improvement in {opts.patience} epochs"
+            break
+        if time.perf_counter() - start > opts.max_minutes * 60:
+            stopped = f"time budget of {opts.max_minutes} min reached"
+            break
+    model.load_state_dict(best_state)
+    train_s = time.perf_counter() - train_start
+    summary = _meta(opts, manifest, best, history, stopped, encode_s, model, train_s=train_s)
+    save_model(out, model, config, summary)
+    curve = out.with_name(out.stem + "_curve.png")
+    plot_curves(history, curve, f"{opts.arch} on {opts.modality} ({config['resolution']}), seed {opts.seed}")
+    summary["curve_png"] = str(curve)
+    summary["weights"] = str(out)
+    return summary
+
+
+def _meta(opts: TrainOptions, manifest: dict, best: dict, history: list[dict], stopped: str, encode_s: float,
+          model: nn.Module, train_s: float | None = None) -> dict[str, Any]:
+    import snntorch
+
+    return {
+        "command": opts.command,
+        "seed": opts.seed,
+        "options": asdict(opts),
+        "data": {"path": str(opts.data), "format": manifest.get("format"), "seed": manifest.get("seed"),
+                 "command": manifest.get("command"), "created": manifest.get("created"),
+                 "clips": {s: sum(c["split"] == s for c in manifest["clips"]) for s in ("train", "val", "test")}},
+        "metrics": {"best": best, "history": history, "stopped": stopped},
+        "parameters": count_parameters(model),
+        "timing_s": {"encode": round(encode_s, 1), "train": None if train_s is None else round(train_s, 1)},
+        "environment": {"torch": torch.__version__, "snntorch": snntorch.__version__, "numpy": np.__version__,
+                        "python": platform.python_version(), "threads": opts.threads},
+    }
+

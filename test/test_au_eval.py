@@ -1,0 +1,148 @@
+"""AU evaluation: the classification metrics on hand-worked cases, and `microexp eval au` on a tiny simulated
+dataset with trained weights, checking that offline evaluation equals the predictor's online call."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from microexp_ros.eval.classification_metrics import (
+    accuracy,
+    chance_levels,
+    confusion_matrix,
+    macro_f1,
+    multilabel_f1,
+    per_class_f1,
+)
+from test_au_training import au_dataset  # noqa: F401  (session fixture shared with the training tests)
+
+
+def test_metrics_on_a_worked_example():
+    t = [0, 0, 1, 1, 2, 2]
+    p = [0, 1, 1, 1, 2, 0]
+    assert accuracy(t, p) == pytest.approx(4 / 6)
+    cm = confusion_matrix(t, p, 4)
+    assert cm.tolist() == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]
+    # class 0: tp 1 fp 1 fn 1 -> 0.5; class 1: tp 2 fp 1 fn 0 -> 0.8; class 2: tp 1 fp 0 fn 1 -> 2/3; class 3 unseen.
+    f1 = per_class_f1(t, p, 4)
+    assert f1[:3] == pytest.approx([0.5, 0.8, 2 / 3]) and math.isnan(f1[3])
+    assert macro_f1(t, p, 4) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert chance_levels(t, 4) == {"uniform": 0.25, "majority": pytest.approx(1 / 3)}
+    ml = multilabel_f1(np.array([[1, 0, 0], [1, 1, 0]]), np.array([[1, 1, 0], [0, 1, 0]]))
+    assert ml[:2] == pytest.approx([2 / 3, 2 / 3]) and math.isnan(ml[2])
+    with pytest.raises(ValueError, match="class indices must be in"):
+        confusion_matrix([0, 5], [0, 1], 4)
+    with pytest.raises(ValueError, match="equal length"):
+        accuracy([0, 1], [0])
+
+
+@pytest.fixture(scope="module")
+def trained_models(au_dataset, tmp_path_factory):  # noqa: F811
+    """Small events SNN, RGB SNN and RGB CNN trained with the training command on the tiny dataset."""
+    from microexp_ros.cli import main
+
+    out = tmp_path_factory.mktemp("au_models")
+    paths = {}
+    for stem, modality, arch in (("snn_events", "events", "snn"), ("snn_rgb", "rgb", "snn"), ("cnn_rgb", "rgb", "cnn")):
+        paths[stem] = out / f"{stem}.safetensors"
+        assert main(["train", "au", "--data", str(au_dataset), "--out", str(paths[stem]), "--modality", modality,
+                     "--arch", arch, "--epochs", "4", "--size", "32", "--bins", "6", "--copies", "1",
+                     "--threads", "1", "--json"]) == 0
+    return paths
+
+
+def test_eval_command_table_and_json(au_dataset, trained_models, tmp_path, capsys):  # noqa: F811
+    from microexp_ros.cli import main
+
+    argv = ["eval", "au", "--data", str(au_dataset), "--snn-events", str(trained_models["snn_events"]),
+            "--snn-rgb", str(trained_models["snn_rgb"]), "--cnn-rgb", str(trained_models["cnn_rgb"]),
+            "--out-dir", str(tmp_path / "png"), "--threads", "1"]
+    capsys.readouterr()
+    assert main(argv + ["--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    for key in ("events_accuracy", "events_macro_f1", "rgb_accuracy", "rgb_macro_f1", "dim_gap_points"):
+        assert key in payload
+    assert payload["clips"] == 3
+    rows = payload["rows"]
+    assert set(rows) == {"events SNN high", "events SNN low", "RGB SNN", "RGB CNN"}
+    for row in rows.values():
+        assert row["all"]["n"] == 3 and 0.0 <= row["all"]["accuracy"] <= 1.0
+        assert sum(c["n"] for c in row["lighting"].values()) == 3
+        assert row["all"]["chance"]["uniform"] == pytest.approx(1 / 13)
+    dim = rows["events SNN high"]["dim"]["accuracy"] - rows["RGB SNN"]["dim"]["accuracy"]
+    assert payload["dim_gap_points"] == pytest.approx(100 * dim)
+    assert len(payload["confusion_png"]) == 4 and all((tmp_path / "png").glob("confusion_*.png"))
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "events SNN high" in text and "per-AU F1" in text and "chance" in text
+
+
+def test_offline_evaluation_equals_the_online_predictor(au_dataset, trained_models):  # noqa: F811
+    from microexp_ros.data.dataset import load_clip, load_manifest
+    from microexp_ros.eval.au import Row, predict_clips
+    from microexp_ros.facs import SINGLE_LABEL_CLASSES
+    from microexp_ros.models.au_inference import AUPredictor, select_window
+
+    torch.set_num_threads(1)
+    predictor = AUPredictor.from_file(trained_models["snn_events"])
+    manifest = load_manifest(au_dataset)
+    entries = [c for c in manifest["clips"] if c["split"] == "test"]
+    preds = predict_clips(au_dataset, manifest, entries, [Row("ev", predictor, "low")])
+    size = (manifest["resolutions"]["low"]["width"], manifest["resolutions"]["low"]["height"])
+    for entry, pred in zip(entries, preds):
+        clip = load_clip(au_dataset, entry)
+        t0, t1 = select_window(entry, predictor.window_ns)
+        online = predictor.predict(clip.events["low"], t0, t1, (0, 0, *size), size)
+        assert np.array_equal(online.probabilities, pred.probabilities)
+        assert SINGLE_LABEL_CLASSES[pred.pred] == online.label
+
+
+def test_eval_rejects_a_missing_weights_file(au_dataset, tmp_path):  # noqa: F811
+    from microexp_ros.cli import main
+
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        main(["eval", "au", "--data", str(au_dataset), "--snn-events", str(tmp_path / "none.safetensors")])
+
+
+def test_shipped_weights_load_and_the_events_model_runs_on_a_generated_window():
+    from microexp_ros.bench.au import bench_window
+    from microexp_ros.facs import SINGLE_LABEL_CLASSES
+    from microexp_ros.models.au_inference import AUPredictor
+    from microexp_ros.resources import share_path
+
+    torch.set_num_threads(1)
+    predictor = AUPredictor.from_file()  # the shipped default events model
+    assert predictor.modality == "events" and "train au" in predictor.meta["command"]
+    assert predictor.meta["seed"] == 0 and predictor.meta["data"]["clips"]["train"] > 0
+    events, t0, t1, sensor = bench_window()  # a simulated AU12 clip at the default geometry
+    first = predictor.predict(events, t0, t1, (0, 0, *sensor), sensor)
+    second = predictor.predict(events, t0, t1, (0, 0, *sensor), sensor)
+    assert np.array_equal(first.probabilities, second.probabilities) and first.label == second.label
+    assert first.label in SINGLE_LABEL_CLASSES and np.all((first.probabilities >= 0) & (first.probabilities <= 1))
+    for stem in ("snn_rgb_default", "cnn_rgb_default"):
+        assert AUPredictor.from_file(share_path("models", f"{stem}.safetensors")).modality == "rgb"
+
+
+def test_eval_video_scores_presence_against_openface(real_data, capsys):
+    """Real video (OpenFace sample, testing only) converted to events, scored against OpenFace's own output."""
+    from microexp_ros.cli import main
+
+    video = real_data / "openface_samples" / "default.wmv"
+    csv = real_data / "openface_au_reference" / "default.csv"
+    capsys.readouterr()
+    assert main(["eval", "au", "--video", str(video), "--openface-csv", str(csv), "--crop", "100,60,300,300",
+                 "--seconds", "2", "--threads", "1", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    # 2 s at 15 fps: frames up to 1.933 s; 200 ms windows every 100 ms.
+    assert payload["windows"] == 18 and payload["events"] > 0
+    assert set(payload["presence_f1"]) == {"AU1", "AU2", "AU4", "AU6", "AU7", "AU9", "AU12", "AU15", "AU17", "AU20",
+                                           "AU25", "AU45"}
+    values = [v for v in payload["presence_f1"].values() if v is not None]
+    assert values and all(0.0 <= v <= 1.0 for v in values)
+    assert payload["reference_positive_windows"]["AU1"] == 18  # OpenFace marks AU1 in every frame of this span
+    with pytest.raises(ValueError, match="--crop needs x,y,w,h"):
+        main(["eval", "au", "--video", str(video), "--crop", "1,2,3"])

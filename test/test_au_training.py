@@ -1,0 +1,155 @@
+"""AU training on a tiny simulated dataset in the dataset-contract format: windows, targets, the training
+command end to end (weights + sidecar + curve), and the trained model through AUPredictor.
+
+`write_tiny_dataset` / the `au_dataset` fixture are also used by test_au_eval.py. The dataset uses a small
+geometry (64 px high-res face, 32 px low-res, 48 px webcam, 700 ms clips) and is rendered once per session.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
+from microexp_ros.models.au_inference import AUPredictor, au_targets, select_window
+from microexp_ros.models.weights import read_sidecar
+
+LABELS = (0, 12, 4)
+SPLITS = {"train": ("id000", "id001"), "val": ("id002",), "test": ("id003",)}
+LIGHTINGS = ("normal", "dim", "bright")
+
+
+def write_tiny_dataset(root: Path) -> Path:
+    """Render the clips with the simulator and write them with the dataset writer (contract layout)."""
+    from microexp_ros.data.dataset import write_clip, write_manifest
+    from microexp_ros.sim.clip import ClipSpec, Geometry, make_clip
+    from microexp_ros.sim.face import make_identities
+
+    if (root / "manifest.json").is_file():
+        return root
+    geometry = Geometry(high=64, low=32, rgb=48, duration_ns=700_000_000)
+    identities = make_identities(4, seed=5)
+    clips = []
+    k = 0
+    for split, names in SPLITS.items():
+        for name in names:
+            identity = identities[int(name[2:])]
+            for i, label in enumerate(LABELS):
+                clip_id = f"c{k:05d}"
+                lighting = LIGHTINGS[(i + k) % len(LIGHTINGS)]
+                data = make_clip(ClipSpec(clip_id, identity, lighting, label, False, seed=100 + k), geometry)
+                write_clip(root, f"clips/{clip_id}", data.events, data.rgb, data.rgb_t, data.gray)
+                aus = [{key: a[key] for key in ("au", "intensity", "onset_ns", "apex_ns", "offset_ns", "role")}
+                       for a in data.meta["aus"]]
+                clips.append({"id": clip_id, "dir": f"clips/{clip_id}", "split": split, "identity": name,
+                              "lighting": lighting, "source": "synthetic", "label": label, "aus": aus,
+                              "macro": False, "duration_ns": geometry.duration_ns})
+                k += 1
+    manifest = {
+        "format": "microexp-dataset/1", "seed": 5, "command": "test/test_au_training.py::write_tiny_dataset", "created": "2026-01-01T00:00:00Z",
+        "rgb": {"width": geometry.rgb, "height": geometry.rgb, "fps": geometry.fps},
+        "resolutions": {"high": {"width": geometry.high, "height": geometry.high},
+                        "low": {"width": geometry.low, "height": geometry.low}},
+        "clips": clips,
+    }
+    write_manifest(root, manifest)
+    return root
+
+
+@pytest.fixture(scope="session")
+def au_dataset(tmp_path_factory) -> Path:
+    """The tiny dataset, rendered once per session (shared with test_au_eval.py through the base temp dir)."""
+    return write_tiny_dataset(tmp_path_factory.getbasetemp() / "au_tiny_dataset")
+
+
+def entry(label: int, onset: int = 100_000_000, apex: int = 180_000_000, offset: int = 260_000_000,
+          duration: int = 400_000_000) -> dict:
+    aus = [] if label == 0 else [{"au": label, "intensity": 2.0, "onset_ns": onset, "apex_ns": apex,
+                                  "offset_ns": offset, "role": "main"}]
+    return {"id": "x", "label": label, "aus": aus, "duration_ns": duration}
+
+
+def test_window_covers_onset_to_apex_and_stays_inside_the_clip():
+    t0, t1 = select_window(entry(12), 200_000_000)
+    assert t1 - t0 == 200_000_000 and t0 <= 100_000_000 and t1 >= 180_000_000
+    # A rise longer than the window: the window ends at the apex.
+    assert select_window(entry(12, onset=10_000_000, apex=350_000_000, offset=390_000_000), 200_000_000) == (
+        150_000_000, 350_000_000)
+    # Near the start the window is clamped to the clip.
+    assert select_window(entry(4, onset=0, apex=40_000_000, offset=90_000_000), 200_000_000)[0] == 0
+    # Neutral: the centre without rng, a reproducible random window with one.
+    assert select_window(entry(0), 200_000_000) == (100_000_000, 300_000_000)
+    draws = {select_window(entry(0), 200_000_000, np.random.default_rng(s)) for s in range(20)}
+    assert len(draws) > 1 and all(0 <= a and b <= 400_000_000 for a, b in draws)
+    jittered = [select_window(entry(12), 200_000_000, np.random.default_rng(s), 30_000_000) for s in range(20)]
+    assert len(set(jittered)) > 1 and all(b - a == 200_000_000 for a, b in jittered)
+    with pytest.raises(ValueError, match="window length"):
+        select_window(entry(12), 500_000_000)
+    with pytest.raises(ValueError, match="lists no such AU"):
+        select_window({"id": "bad", "label": 12, "aus": [], "duration_ns": 400_000_000})
+
+
+def test_targets_mark_aus_overlapping_the_window():
+    clip = entry(12)
+    clip["aus"].append({"au": 45, "intensity": 1.0, "onset_ns": 320_000_000, "apex_ns": 340_000_000,
+                        "offset_ns": 360_000_000, "role": "distractor"})
+    multi, label = au_targets(clip, 100_000_000, 300_000_000)
+    assert SINGLE_LABEL_CLASSES[label] == 12
+    assert multi[MODEL_AUS.index(12)] == 1 and multi.sum() == 1  # the blink is outside this window
+    multi, _ = au_targets(clip, 200_000_000, 400_000_000)
+    assert multi[MODEL_AUS.index(45)] == 1 and multi[MODEL_AUS.index(12)] == 1
+
+
+@pytest.mark.parametrize("modality,arch", [("events", "snn"), ("rgb", "cnn")])
+def test_train_command_fits_the_tiny_set_and_writes_loadable_weights(au_dataset, tmp_path, modality, arch):
+    from microexp_ros.cli import main
+
+    out = tmp_path / f"{arch}_{modality}.safetensors"
+    argv = ["train", "au", "--data", str(au_dataset), "--out", str(out), "--modality", modality, "--arch", arch,
+            "--epochs", "25", "--patience", "25", "--size", "32", "--bins", "6", "--copies", "2", "--seed", "3",
+            "--batch-size", "8", "--lr", "3e-3", "--threads", "1", "--json"]
+    assert main(argv) == 0
+    record = read_sidecar(out)
+    meta = record["meta"]
+    assert meta["seed"] == 3 and "--seed 3" in meta["command"] and meta["data"]["clips"]["train"] == 6
+    history = meta["metrics"]["history"]
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    assert max(h["train_accuracy"] for h in history) == 1.0
+    assert out.with_name(out.stem + "_curve.png").stat().st_size > 1000
+    assert record["config"]["modality"] == modality and record["config"]["arch"] == arch
+
+    # The saved model is the best-validation one, and predicts deterministically through AUPredictor.
+    predictor = AUPredictor.from_file(out)
+    from microexp_ros.data.dataset import load_clip, load_manifest
+
+    manifest = load_manifest(au_dataset)
+    clip_entry = next(c for c in manifest["clips"] if c["split"] == "train" and c["label"] == 12)
+    clip = load_clip(au_dataset, clip_entry)
+    t0, t1 = select_window(clip_entry, predictor.window_ns)
+    if modality == "events":
+        size = (manifest["resolutions"]["high"]["width"], manifest["resolutions"]["high"]["height"])
+        run = lambda: predictor.predict(clip.events["high"], t0, t1, (0, 0, *size), size)  # noqa: E731
+    else:
+        h, w = clip.rgb.shape[1:3]
+        run = lambda: predictor.predict_frames(clip.rgb, clip.rgb_t, t0, t1, (0, 0, w, h))  # noqa: E731
+    first, second = run(), run()
+    assert np.array_equal(first.probabilities, second.probabilities) and first.label == second.label
+    assert json.loads(out.with_suffix(".json").read_text())["meta"]["metrics"]["best"]["epoch"] >= 1
+
+
+def test_training_rejects_bad_options(au_dataset, tmp_path):
+    from microexp_ros.train.au import TrainOptions
+
+    with pytest.raises(ValueError, match="modality"):
+        TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), modality="audio")
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), epochs=0)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)

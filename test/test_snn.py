@@ -1,0 +1,164 @@
+"""The spiking AU network, the reference CNN, the safe weights format and the activation hysteresis."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from microexp_ros.events.array import empty_events
+from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
+from microexp_ros.models.au_inference import ActivationFilter, AUPredictor, build_au_model, encode_events
+from microexp_ros.models.weights import WeightsError, load_model, read_sidecar, save_model, sidecar_path
+
+SIZE, BINS = 32, 6
+SNN_CONFIG = {"arch": "snn", "modality": "events", "in_channels": 2, "bins": BINS, "size": SIZE}
+CNN_CONFIG = {"arch": "cnn", "modality": "rgb", "in_channels": 1, "bins": BINS, "size": SIZE}
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)
+
+
+def moving_bar(direction: int, rng: np.random.Generator, n: int = 3000) -> np.ndarray:
+    """Events of a bright edge sweeping across a 32x32 sensor in one of four directions over 100 ms."""
+    ev = empty_events(n)
+    t = np.sort(rng.integers(0, 100_000_000, n))
+    pos = (t / 100_000_000 * (SIZE - 1)).astype(int)
+    other = rng.integers(0, SIZE, n)
+    x, y = (pos, other) if direction in (0, 1) else (other, pos)
+    if direction in (1, 3):
+        x, y = (SIZE - 1 - x, y) if direction == 1 else (x, SIZE - 1 - y)
+    ev["t"], ev["x"], ev["y"], ev["p"] = t, x, y, rng.random(n) < 0.8
+    return ev
+
+
+def bar_windows(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 4
+    x = np.stack([encode_events(moving_bar(int(k), rng), 0, 100_000_000, (0, 0, SIZE, SIZE), (SIZE, SIZE), SIZE, BINS)
+                  for k in labels])
+    return torch.from_numpy(x), torch.from_numpy(labels)
+
+
+@pytest.mark.parametrize("config", [SNN_CONFIG, CNN_CONFIG])
+def test_output_shapes_and_wrong_input_shape(config):
+    model = build_au_model(config).eval()
+    x = torch.rand(3, BINS, config["in_channels"], SIZE, SIZE)
+    au_logits, class_logits = model(x)
+    assert au_logits.shape == (3, len(MODEL_AUS)) and class_logits.shape == (3, len(SINGLE_LABEL_CLASSES))
+    with pytest.raises(ValueError, match=r"model input must have shape \[batch"):
+        model(torch.rand(3, BINS, config["in_channels"], SIZE + 8, SIZE + 8))
+    with pytest.raises(ValueError, match="model input"):
+        model(torch.rand(BINS, config["in_channels"], SIZE, SIZE))
+
+
+def test_unknown_arch_and_bad_hyperparameters_raise():
+    with pytest.raises(ValueError, match="unknown AU model arch"):
+        build_au_model({"arch": "transformer"})
+    with pytest.raises(ValueError, match="multiple of"):
+        build_au_model(dict(SNN_CONFIG, size=36))
+    with pytest.raises(ValueError, match="surrogate"):
+        build_au_model(dict(SNN_CONFIG, surrogate="relu"))
+
+
+def test_snn_learns_moving_edges_and_decay_is_learned():
+    """Overfit a tiny labelled set of real event histograms: loss falls and training accuracy reaches 100 %."""
+    torch.manual_seed(0)
+    x, y = bar_windows(16, seed=1)
+    model = build_au_model(dict(SNN_CONFIG, dropout=0.0))
+    beta_before = model.lifs[0].beta.detach().clone()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses, accuracy = [], 0.0
+    for step in range(1, 81):
+        model.train()
+        _, logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if step % 10 == 0:
+            model.eval()
+            with torch.no_grad():
+                accuracy = float((model(x)[1].argmax(1) == y).float().mean())
+            if accuracy == 1.0 and losses[-1] < 0.25 * losses[0]:
+                break
+    assert losses[-1] < 0.25 * losses[0]
+    assert accuracy == 1.0
+    assert not torch.equal(model.lifs[0].beta.detach(), beta_before), "learn_beta must make the decay trainable"
+
+
+def test_save_load_round_trip_is_exact_and_deterministic(tmp_path):
+    torch.manual_seed(3)
+    model = build_au_model(SNN_CONFIG)
+    x, _ = bar_windows(4, seed=2)
+    model.train()
+    model(x)  # move BN running statistics away from their initial values
+    model.eval()
+    path = save_model(tmp_path / "m.safetensors", model, SNN_CONFIG, {"seed": 3, "command": "test"})
+    # Not a pickle: safetensors starts with a little-endian header length followed by a JSON header.
+    raw = path.read_bytes()
+    header_len = int.from_bytes(raw[:8], "little")
+    assert json.loads(raw[8:8 + header_len])["__metadata__"]["format"] == "microexp-weights/1"
+    loaded, meta = load_model(path, build_au_model)
+    assert meta["seed"] == 3 and meta["config"] == SNN_CONFIG
+    with torch.no_grad():
+        a1, c1 = model(x)
+        a2, c2 = loaded(x)
+        a3, c3 = loaded(x)
+    assert torch.equal(a1, a2) and torch.equal(c1, c2)
+    assert torch.equal(a2, a3) and torch.equal(c2, c3)
+
+
+def test_missing_and_incompatible_weights_raise_clear_errors(tmp_path):
+    model = build_au_model(SNN_CONFIG)
+    path = save_model(tmp_path / "m.safetensors", model, SNN_CONFIG, {})
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        load_model(tmp_path / "absent.safetensors", build_au_model)
+    # The config now asks for narrower layers: the stored tensors no longer fit.
+    record = read_sidecar(path)
+    record["config"]["channels"] = [8, 16, 32]
+    sidecar_path(path).write_text(json.dumps(record))
+    with pytest.raises(WeightsError, match="do not fit the model.*wrong shape"):
+        load_model(path, build_au_model)
+    # A sidecar from another file is caught by its checksum.
+    record["sha256"] = "0" * 64
+    sidecar_path(path).write_text(json.dumps(record))
+    with pytest.raises(WeightsError, match="sha256 differs"):
+        load_model(path, build_au_model)
+    sidecar_path(path).unlink()
+    with pytest.raises(FileNotFoundError, match="sidecar not found"):
+        load_model(path, build_au_model)
+    with pytest.raises(WeightsError, match=r"must end in \.safetensors"):
+        save_model(tmp_path / "m.pt", model, SNN_CONFIG, {})
+
+
+def test_predictor_rejects_wrong_modality_and_bad_roi(tmp_path):
+    path = save_model(tmp_path / "m.safetensors", build_au_model(SNN_CONFIG), SNN_CONFIG, {})
+    predictor = AUPredictor.from_file(path)
+    events = moving_bar(0, np.random.default_rng(0))
+    result = predictor.predict(events, 0, 100_000_000, (0, 0, SIZE, SIZE), (SIZE, SIZE))
+    assert result.probabilities.shape == (len(MODEL_AUS),) and result.label in SINGLE_LABEL_CLASSES
+    assert np.isclose(result.class_probabilities.sum(), 1.0, atol=1e-5) and result.latency_ms > 0
+    with pytest.raises(ValueError, match="must lie inside the 32x32 sensor"):
+        predictor.predict(events, 0, 100_000_000, (8, 8, SIZE, SIZE), (SIZE, SIZE))
+    with pytest.raises(ValueError, match="takes events input, not rgb"):
+        predictor.predict_frames(np.zeros((2, SIZE, SIZE), np.uint8), np.array([0, 1]), 0, 10, (0, 0, SIZE, SIZE))
+
+
+def test_activation_filter_hysteresis():
+    filt = ActivationFilter(on_threshold=0.6, off_threshold=0.4, min_windows=2, count=2)
+    seq = [(0.7, 0.1), (0.7, 0.65), (0.5, 0.1), (0.3, 0.9), (0.3, 0.9), (0.5, 0.2)]
+    states = [tuple(filt.update(np.array(p))) for p in seq]
+    # AU a: on after two high windows, stays on at 0.5 (between thresholds), off after two low ones.
+    assert [s[0] for s in states] == [False, True, True, True, False, False]
+    # AU b: a single high window is not enough; two in a row are.
+    assert [s[1] for s in states] == [False, False, False, False, True, True]
+    with pytest.raises(ValueError, match="expected 2 probabilities"):
+        filt.update(np.zeros(3))
+    with pytest.raises(ValueError, match="off_threshold <= on_threshold"):
+        ActivationFilter(on_threshold=0.3, off_threshold=0.5)
