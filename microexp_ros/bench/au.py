@@ -3,7 +3,6 @@ model's input size with pinned threads, against the reference CNN on the same in
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,19 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from microexp_ros.bench.timing import latencies_ms
 from microexp_ros.models.au_inference import AUPredictor, build_au_model, encode_events, select_window
 from microexp_ros.models.weights import count_parameters
-
-
-def _timings(fn: Callable[[], object], repeats: int, warmup: int = 5) -> np.ndarray:
-    for _ in range(warmup):
-        fn()
-    out = np.empty(repeats)
-    for i in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out[i] = (time.perf_counter() - start) * 1e3
-    return out
 
 
 def bench_window() -> tuple[np.ndarray, int, int, tuple[int, int]]:
@@ -68,7 +57,7 @@ def run(model_path: str | Path | None = None, repeats: int = 200, threads: int =
     rows = []
     samples = {}
     for name, fn in cases.items():
-        ms = _timings(fn, repeats)
+        ms = latencies_ms(fn, repeats, warmup=5)
         samples[name] = ms
         rows.append({"case": name, "p50_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99)),
                      "per_s": 1e3 / float(np.median(ms))})
