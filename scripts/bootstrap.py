@@ -24,7 +24,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON_TAG = (3, 11)  # the ROS 2 Kilted wheels on PyPI are cp311
-TORCH = "torch==2.13.0"
 # Paths baked into the rosidl CMake exports of the wheels (shared/notes/pip-ros2.md §1, fix-up 2).
 BAKED_PY_INCLUDE = "/opt/python/cp311-cp311/include/python3.11"
 BAKED_NP_INCLUDE = "/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include"
@@ -134,8 +133,17 @@ class Bootstrap:
 
     def wheels_step(self) -> None:
         step = "wheels"
-        lock = self.source / "requirements.lock"
-        key = hashlib.sha256((TORCH + "\n").encode() + lock.read_bytes()).hexdigest()
+        lock, top_level = self.source / "requirements.lock", self.source / "requirements.in"
+        for required in (lock, top_level):
+            if not required.is_file():
+                raise StepFailed(f"step '{step}' failed: {required} is missing\n"
+                                 "  what to do: restore it from the repository (git checkout -- <file>)")
+        torch = next((line.strip() for line in top_level.read_text().splitlines() if line.startswith("torch==")),
+                     None)
+        if torch is None:
+            raise StepFailed(f"step '{step}' failed: {top_level} pins no torch==<version>\n"
+                             "  what to do: pin torch (torch==2.13.0, the CPU build) in requirements.in")
+        key = hashlib.sha256((torch + "\n").encode() + lock.read_bytes()).hexdigest()
         if self.stamp_matches(step, key):
             self.up_to_date(step)
             return
@@ -143,7 +151,7 @@ class Bootstrap:
         hint = ("check that PyPI is reachable (pip config list shows the index) and that the pins in "
                 "requirements.lock exist for this Python; re-run `make setup`")
         pip = [str(self.python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-        self.run(step, pip + [TORCH], hint)
+        self.run(step, pip + [torch], hint)
         self.run(step, pip + ["-r", str(lock)], hint)
         self.run(step, [str(self.python), "-c", "import rclpy, torch, snntorch, cv2, rosbags, numba"],
                  "the wheels installed but do not import: see the log; delete .venv and re-run `make setup`")

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 BOOTSTRAP = REPO / "scripts" / "bootstrap.py"
 VENV = Path(sys.prefix)
 SOURCE_ENTRIES = ("CMakeLists.txt", "cmake", "package.xml", "setup.cfg", "setup.py", "msg", "microexp_ros",
-                  "launch", "config", "models", "bags", "interfaces", "requirements.lock")
+                  "launch", "config", "models", "bags", "interfaces", "requirements.in", "requirements.lock")
 
 
 def bootstrap(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -73,16 +73,21 @@ def test_msg_change_is_rebuilt_and_msg_error_is_reported(tmp_path):
     assert again.returncode == 1 and "microexp_ros: up to date" not in again.stdout
 
 
-def test_broken_venv_python_is_named_and_recreated(tmp_path):
-    """A .venv whose interpreter does not run is recreated, and the bootstrap says why."""
-    venv = tmp_path / "venv"
+def test_broken_venv_is_recreated_and_a_failed_download_is_named(tmp_path):
+    """A .venv whose interpreter does not run is recreated; a wheel that cannot be downloaded stops the
+    bootstrap with the step, its log and what to do, and leaves the step unmarked."""
+    venv, source = tmp_path / "venv", tmp_path / "src"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python3").write_text("#!/bin/sh\nexit 1\n")
     (venv / "bin" / "python3").chmod(0o755)
-    result = subprocess.run([sys.executable, str(BOOTSTRAP), "--venv", str(venv), "--source", str(tmp_path / "x")],
+    source.mkdir()
+    (source / "requirements.in").write_text("torch==0.0.1\n")  # no such release: the download fails
+    (source / "requirements.lock").write_text("")
+    result = subprocess.run([sys.executable, str(BOOTSTRAP), "--venv", str(venv), "--source", str(source)],
                             capture_output=True, text=True, timeout=300)
     assert "is broken" in result.stdout and "recreating it" in result.stdout
     assert "venv: done in" in result.stdout
-    # No requirements.lock in the empty source: the wheels step fails, naming itself; nothing is marked done.
     assert result.returncode == 1
+    assert "step 'wheels' failed" in result.stderr and "torch==0.0.1" in result.stderr
+    assert "full log:" in result.stderr and "what to do:" in result.stderr
     assert not (venv / ".microexp-stamps" / "wheels").exists()
