@@ -106,7 +106,7 @@ ARGUMENT_CASES = {
     "hri": [{}, {"source": "bag", "resolution": "low", "rate": "2.0"},
             {"use_external_event_camera": "false", "event_file": "/data/x.raw", "rgb_source": "",
              "au_model": "/m/a.safetensors", "recon_model": "/m/r.safetensors"}],
-    "sim": [{}, {"resolution": "low"}],
+    "sim": [{"video": "/data/face.mp4"}, {"resolution": "low", "video": "/data/face.mp4"}],
 }
 
 

@@ -102,7 +102,8 @@ def _event_sources(args: Mapping[str, str], config: tuple[str, ...]) -> tuple[li
         topic = "/event_camera_low/events" if args["resolution"] == "low" else "/event_camera/events"
         return [NodeSpec("bag_player", "bag_player", config, player)], topic, True
     if source == "sim":
-        driver = {"source": "sim", "resolution": args["resolution"]}
+        size = SIM_SENSORS[args["resolution"]]
+        driver = {"source": "sim", "file": args["video"], "width": size, "height": size}
         return [NodeSpec("event_camera_driver", "event_camera", config, driver, respawn=True)], \
             "/event_camera/events", False
     nodes, events_topic = [], args["event_topic"]
@@ -141,11 +142,15 @@ def hri(args: Mapping[str, str]) -> list[NodeSpec]:
     return nodes
 
 
+# Event sensor sizes of the simulated face region, as in the generated datasets (EVK4-like and DAVIS346-like).
+SIM_SENSORS = {"high": 128, "low": 48}
+
 _HRI_ARGUMENTS = {
     "source": Argument("live", "live cameras, a recorded bag, or the simulated face", ("live", "bag", "sim")),
     "bag": Argument("", "with source:=bag, the bag to replay; empty = the embedded default bag"),
     "rate": Argument("", "with source:=bag, the playback rate factor; empty = replay.yaml's"),
     "resolution": Argument("high", "event resolution to use from a bag or the simulator", ("high", "low")),
+    "video": Argument("", "with source:=sim, the face video the event simulator watches (required)"),
     "use_external_event_camera": Argument("true", "with source:=live, true: events from event_topic "
                                                   "(metavision_driver / libcaer_driver); false: our driver "
                                                   "plays event_file", ("true", "false")),
