@@ -107,7 +107,7 @@ def test_driver_to_time_sync_windows_are_exact(tmp_path, ros_env, real_data, rec
     sync = node("time_sync", ros_env, "-p", "events_only:=true", "-p", "window_rate_hz:=20.0",
                 "-p", "window_ms:=50.0", "-r", "events:=/event_camera/events")
     rec, files = recorder(tmp_path, ros_env, [{"topic": "/time_sync/samples", "type": "microexp_ros/msg/SyncedSample",
-                                               "qos": "reliable", "count": expected}], 60)
+                                               "qos": "reliable", "count": expected, "publishers": 1}], 60)
     driver = node("event_camera_driver", ros_env, "-p", f"file:={real_data.joinpath(*BAG)}",
                   "-p", "wait_for_subscribers:=1", "-p", "exit_when_done:=true", "-p", "rate:=2.0",
                   "-p", "event_message_time_threshold:=0.004")  # ~250 packets/s, as metavision_driver sends
@@ -180,8 +180,8 @@ def test_bag_player_to_time_sync_pairs_frames_within_1ms(tmp_path, ros_env, reco
                   "-r", f"~/samples:=/samples_{mode}", name=f"time_sync_{mode}") for mode in ("stamps", "trigger")]
     # the first frames may arrive while the clock has only a few packets: all must still be paired
     rec, files = recorder(tmp_path, ros_env, [
-        {"topic": f"/samples_{mode}", "type": "microexp_ros/msg/SyncedSample", "qos": "reliable", "count": len(frames)}
-        for mode in ("stamps", "trigger")], 60)
+        {"topic": f"/samples_{mode}", "type": "microexp_ros/msg/SyncedSample", "qos": "reliable", "count": len(frames),
+         "publishers": 1} for mode in ("stamps", "trigger")], 60)
     player = node("bag_player", ros_env, "-p", f"bag:={bag}", "-p", "wait_for_subscribers:=2",
                   "-p", "exit_when_done:=false")
     assert finish(rec, [player, *syncs]) == 0

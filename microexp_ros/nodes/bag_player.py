@@ -21,6 +21,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from microexp_ros.data.bag_io import BagReader, TopicQos
 from microexp_ros.events.sources import Pacer
 from microexp_ros.resources import share_path
+from microexp_ros.ros.dds import DISCOVERY_SETTLE_S
 from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.msg_types import message_class
 from microexp_ros.ros.params import Param, declare_parameters
@@ -122,7 +123,7 @@ class BagPlayer(Node):
                 break
             if self._stop.wait(0.05):
                 return
-        self._stop.wait(0.3)  # the subscriber's side of discovery
+        self._stop.wait(DISCOVERY_SETTLE_S)  # the subscribers must match us too
 
     def close(self) -> None:
         self._stop.set()

@@ -23,6 +23,7 @@ from std_msgs.msg import Header
 from microexp_ros.events.packetizer import Packet, Packetizer
 from microexp_ros.events.sources import SOURCE_KINDS, EventStreamSource, Pacer, make_source
 from microexp_ros.ros import qos
+from microexp_ros.ros.dds import DISCOVERY_SETTLE_S
 from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.params import Param, declare_parameters
 from microexp_ros.ros.runtime import run_node
@@ -106,7 +107,7 @@ class EventCameraDriver(Node):
         while wanted and self.publisher.get_subscription_count() < wanted and not self._stop.is_set():
             self._stop.wait(0.05)
         if wanted:
-            self._stop.wait(0.3)  # the subscriber's side of discovery
+            self._stop.wait(DISCOVERY_SETTLE_S)  # the subscribers must match us too
 
     def _stream(self, source: EventStreamSource) -> None:
         packetizer = Packetizer(int(round(self.p["event_message_time_threshold"] * 1e9)),

@@ -16,6 +16,9 @@ from collections.abc import MutableMapping
 from microexp_ros.resources import share_path
 
 TRANSPORT_ENV = "MICROEXP_DDS_TRANSPORT"
+# A writer sees a new reader before that reader has matched the writer; data sent in between is dropped by the
+# reader. Publishers that wait for subscribers wait this much longer before their first message.
+DISCOVERY_SETTLE_S = 0.3
 TRANSPORTS = ("shm", "large_data", "default")
 _FASTDDS_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS")
 

@@ -13,7 +13,7 @@ import rclpy
 from rclpy.serialization import deserialize_message
 
 from microexp_ros.ros import qos
-from microexp_ros.ros.dds import configure_transport
+from microexp_ros.ros.dds import DISCOVERY_SETTLE_S, configure_transport
 from microexp_ros.ros.msg_types import message_class
 from cdr_files import read_blobs
 
@@ -37,7 +37,7 @@ def main() -> int:
             print("no subscriber matched", file=sys.stderr)
             return 3
         time.sleep(0.02)
-    time.sleep(0.2)  # let the subscriber's side of discovery finish too
+    time.sleep(DISCOVERY_SETTLE_S)  # the subscribers must match us too
     for publisher, blobs, period in streams:
         start = time.monotonic()
         for i, blob in enumerate(blobs):

@@ -1,8 +1,9 @@
 """Test process: subscribe to topics and write every message received as length-prefixed CDR to files.
 
-Usage: cdr_recorder.py SPEC_JSON TIMEOUT_S — a list of {"topic", "type", "file", "qos", "count"}.
-Prints "ready" once subscribed; exits 0 when every topic got its count, 4 on timeout (the files then hold
-what did arrive).
+Usage: cdr_recorder.py SPEC_JSON TIMEOUT_S — a list of {"topic", "type", "file", "qos", "count"} and optionally
+"publishers": N, for a node already running — then "ready" waits until N publishers of that topic are matched
+(and the discovery settle time), so nothing it publishes next is missed. Prints "ready" once subscribed; exits 0
+when every topic got its count, 4 on timeout (the files then hold what did arrive).
 """
 
 import json
@@ -12,7 +13,7 @@ import time
 import rclpy
 
 from microexp_ros.ros import qos
-from microexp_ros.ros.dds import configure_transport
+from microexp_ros.ros.dds import DISCOVERY_SETTLE_S, configure_transport
 from microexp_ros.ros.msg_types import message_class
 from cdr_files import write_blobs
 
@@ -23,12 +24,20 @@ def main() -> int:
     rclpy.init()
     node = rclpy.create_node("cdr_recorder")
     received: dict[str, list[bytes]] = {item["topic"]: [] for item in spec}
+    subscriptions = []
     for item in spec:
         profile = qos.predictions_qos() if item["qos"] == "reliable" else qos.events_qos()
-        node.create_subscription(message_class(item["type"]), item["topic"], received[item["topic"]].append,
-                                 profile, raw=True)
-    print("ready", flush=True)
+        subscriptions.append(node.create_subscription(message_class(item["type"]), item["topic"],
+                                                      received[item["topic"]].append, profile, raw=True))
     deadline = time.monotonic() + timeout
+    if any(item.get("publishers", 0) for item in spec):
+        while any(sub.get_publisher_count() < item.get("publishers", 0) for sub, item in zip(subscriptions, spec)):
+            if time.monotonic() > deadline:
+                print("publishers never matched", file=sys.stderr)
+                return 3
+            rclpy.spin_once(node, timeout_sec=0.05)
+        time.sleep(DISCOVERY_SETTLE_S)
+    print("ready", flush=True)
 
     def complete() -> bool:
         return all(len(received[item["topic"]]) >= item["count"] for item in spec)
