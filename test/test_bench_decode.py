@@ -23,6 +23,10 @@ def test_bench_decode_json_on_a_small_stream(real_data: Path, capsys):
     for key in ("ours_mevps", "evt3_mevps", "expelliarmus_mevps", "ratio_vs_evt3", "voxel_mevps"):
         assert result[key] > 0, key
     assert result["ratio_vs_evt3"] == pytest.approx(result["ours_mevps"] / result["evt3_mevps"])
+    voxel = result["voxel"]
+    assert voxel["ours"]["mevps"] == result["voxel_mevps"] and voxel["numpy"]["cpu_mevps"] > 0
+    ratio = voxel["ours"]["cpu_mevps"] / voxel["numpy"]["cpu_mevps"]
+    assert voxel["ratio_vs_numpy"]["cpu_mevps"] == pytest.approx(ratio)
     file_stream, large = result["streams"]["file"], result["streams"]["large"]
     assert file_stream["events"] == file_stream["events_evt3"] == file_stream["events_expelliarmus"] == 219_596
     assert large["events"] == large["events_evt3"] == large["events_expelliarmus"] == 300_000

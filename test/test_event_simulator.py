@@ -11,7 +11,8 @@ import pytest
 from microexp_ros.bench.sim import bench_scene, reference_step
 from microexp_ros.events.array import EVENT_DTYPE
 from microexp_ros.sim.event_simulator import EventSimulator, SensorConfig
-from microexp_ros.sim.source import SimulatedEventSource
+from microexp_ros.sim.source import SimulatedEventSource, sensor_luminance
+from microexp_ros.sim.video import bgr_to_linear
 
 MS = 1_000_000
 IDEAL = SensorConfig(threshold_sigma=0.0, refractory_ns=0, leak_rate_hz=0.0, shot_noise_rate_hz=0.0,
@@ -245,6 +246,16 @@ def test_simulated_source_triggers_at_given_times_only() -> None:
     bad = SimulatedEventSource(frames, 24, 16, trigger_times=[0, 20 * MS, 10 * MS])
     with pytest.raises(ValueError, match="increase"):
         list(bad)
+
+
+def test_camera_frames_are_cropped_to_the_sensor_aspect_not_squashed() -> None:
+    frame = np.full((360, 640, 3), 255, np.uint8)           # a 16:9 camera frame, white at both sides
+    frame[:, 140:500] = 40                                    # and a uniform grey centred 360x360 box
+    square = sensor_luminance(frame, 48, 48)
+    assert square.shape == (48, 48) and np.ptp(square) < 1e-5  # the square sensor sees only the box
+    assert square[0, 0] == pytest.approx(bgr_to_linear(frame[:1, 200:201])[0, 0], rel=1e-5)
+    wide = sensor_luminance(frame, 64, 36)                    # same aspect: the whole frame, both white sides
+    assert wide[:, 0].min() > 5 * wide[:, 32].max()
 
 
 def test_bench_sim_prints_one_json_object(capsys) -> None:

@@ -53,6 +53,7 @@ def launch_stand_ins(monkeypatch):
         "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration},
         "launch_ros": {},
         "launch_ros.actions": {"Node": Recorded},
+        "launch_ros.parameter_descriptions": {"ParameterValue": Recorded},
     }
     for name, attrs in modules.items():
         module = types.ModuleType(name)
@@ -78,8 +79,17 @@ def launcher_view(node: Recorded) -> dict:
     kw = node.kwargs
     *files, overrides = kw["parameters"]
     return {"executable": kw["executable"], "name": kw["name"], "params_files": [Path(f).name for f in files],
-            "parameters": {k: json.dumps(v) for k, v in overrides.items()},
+            "parameters": {k: json.dumps(parameter_value(v)) for k, v in overrides.items()},
             "remappings": [list(r) for r in kw["remappings"]], "respawn": kw["respawn"]}
+
+
+def parameter_value(value):
+    """A parameter as launch_ros would pass it: strings must come wrapped so they stay strings."""
+    if isinstance(value, Recorded):
+        assert value.kwargs == {"value_type": str}, value.kwargs
+        return value.args[0]
+    assert not isinstance(value, str), f"bare string parameter {value!r} would be read as YAML by launch_ros"
+    return value
 
 
 def command_view(cmd: list[str], respawn: bool) -> dict:
@@ -100,13 +110,14 @@ def test_every_graph_has_a_launch_file_and_back():
 
 ARGUMENT_CASES = {
     "sensors": [{}, {"use_external_event_camera": "true", "event_topic": "/cam/events", "rgb_source": "0"},
-                {"event_source": "sim", "dds_transport": "large_data"}],
+                {"event_source": "sim", "dds_transport": "large_data"}, {"event_source": "face"}],
     "replay": [{}, {"bag": "/data/x", "rate": "2.0", "loop": "true", "events_only": "true"}],
     "record": [{}, {"topics": "/a,/b", "output": "/tmp/out"}],
     "hri": [{}, {"source": "bag", "resolution": "low", "rate": "2.0"},
             {"use_external_event_camera": "false", "event_file": "/data/x.raw", "rgb_source": "",
              "au_model": "/m/a.safetensors", "recon_model": "/m/r.safetensors"}],
-    "sim": [{"video": "/data/face.mp4"}, {"resolution": "low", "video": "/data/face.mp4"}],
+    "sim": [{}, {"resolution": "low", "lighting": "flicker", "seed": "7"}, {"video": "/data/face.mp4"},
+            {"resolution": "low", "video": "/data/face.mp4"}],
 }
 
 
@@ -121,6 +132,27 @@ def test_launch_file_and_runner_start_the_same_nodes(launch_stand_ins, graph):
         for node in nodes:
             for params_file in node.kwargs["parameters"][:-1]:
                 assert Path(params_file).is_file(), f"{graph}: missing parameter file {params_file}"
+
+
+def test_sim_graph_defaults_to_the_synthetic_face_and_watches_a_video_on_request():
+    from microexp_ros.events.sources import SOURCE_KINDS
+    from microexp_ros.nodes.event_camera_driver import PARAMS
+    from microexp_ros.sim.lighting import CONDITIONS
+
+    _, specs = resolve("sim", {})
+    driver = next(s for s in specs if s.executable == "event_camera_driver")
+    assert dict(driver.parameters) == {"source": "face", "lighting": "normal", "width": 128, "height": 128,
+                                       "sensor_model": "high", "seed": 0}
+    _, specs = resolve("sim", {"video": "/data/face.mp4", "resolution": "low", "seed": "3"})
+    driver = next(s for s in specs if s.executable == "event_camera_driver")
+    assert dict(driver.parameters) == {"source": "sim", "file": "/data/face.mp4", "width": 48, "height": 48,
+                                       "sensor_model": "low", "seed": 3}
+    # every parameter the graph sets is one the driver declares, with a value it accepts
+    declared = {p.name: p for p in PARAMS}
+    assert set(driver.parameters) <= set(declared) and {"face", "sim", "camera"} <= set(SOURCE_KINDS)
+    assert set(arguments("sim")["lighting"].choices) == set(CONDITIONS)
+    with pytest.raises(ValueError, match="seed"):
+        resolve("sim", {"seed": "-1"})
 
 
 def test_bad_arguments_are_named():

@@ -2,7 +2,9 @@
 
 driver (a real recording) → time_sync → samples whose events are exactly the offline decode inside the window;
 bag_player (a bag with known clock offsets) → time_sync → RGB/event pairing error < 1 ms, by stamps and by
-trigger; driver → bag_recorder → an MCAP bag equal, message by message, to what the driver published; and
+trigger; driver → bag_recorder → an MCAP bag equal, message by message, to what the driver published (with
+`forward_recorded_words`: packets spliced from the recording's words, decoding to exactly the packetizer's
+events); and
 malformed input counted in /diagnostics while the nodes keep running.
 """
 
@@ -111,8 +113,14 @@ def test_driver_to_time_sync_windows_are_exact(tmp_path, ros_env, real_data, rec
     driver = node("event_camera_driver", ros_env, "-p", f"file:={real_data.joinpath(*BAG)}",
                   "-p", "wait_for_subscribers:=1", "-p", "exit_when_done:=true", "-p", "rate:=2.0",
                   "-p", "event_message_time_threshold:=0.004")  # ~250 packets/s, as metavision_driver sends
-    assert finish(rec, [sync], [driver]) == 0
+    assert finish(rec, [], [driver]) == 0
     samples = [deserialize_message(b, SyncedSample) for b in read_blobs(files[0])]
+    # the windows were spliced from the driver's own words, not re-encoded
+    diag, diag_files = recorder(tmp_path, ros_env, [
+        {"topic": "/diagnostics", "type": "diagnostic_msgs/msg/DiagnosticArray", "qos": "reliable", "count": 2}], 30)
+    assert finish(diag, [sync]) == 0
+    values = _diagnostics(read_blobs(diag_files[0]))
+    assert int(values["count/windows_spliced"]) == expected and "count/windows_reencoded" not in values
     assert [s.sequence for s in samples] == list(range(expected))
     assert not any(s.has_rgb for s in samples)
     for k, sample in enumerate(samples):
@@ -206,7 +214,7 @@ def test_recorder_writes_what_the_driver_published(tmp_path, ros_env, real_data,
     time.sleep(1.0)
     driver = node("event_camera_driver", ros_env, "-p", f"file:={real_data.joinpath(*BAG)}",
                   "-p", "wait_for_subscribers:=1", "-p", "exit_when_done:=true", "-p", "rate:=2.0",
-                  "-p", "frame_id:=cam0")
+                  "-p", "frame_id:=cam0", "-p", "forward_recorded_words:=true")
     code, out_text = driver.wait(timeout=60), driver.stdout.read()
     assert code == 0, out_text
     time.sleep(0.5)
@@ -222,9 +230,18 @@ def test_recorder_writes_what_the_driver_published(tmp_path, ros_env, real_data,
     store = typestore()
     got = [store.deserialize_cdr(m.cdr, EVENT_PACKET) for m in reader.messages()]
     assert [m.seq for m in got] == list(range(len(want)))
+    # forward_recorded_words: the driver forwards the bag's own words (SplicingPacketizer): other bytes, the
+    # same packets. Decoded
+    # as a stream and each on its own (self-contained), they hold exactly the packetizer's events.
+    stream = make_decoder("evt3", 640, 480)
+    spliced = 0
     for msg, packet in zip(got, want):
         assert (msg.encoding, msg.width, msg.height, msg.header.frame_id) == ("evt3", 640, 480, "cam0")
-        assert bytes(msg.events) == packet.data
+        spliced += bytes(msg.events) != packet.data
+        for decoded in (stream.decode(msg.events), make_decoder("evt3", 640, 480).decode(msg.events)):
+            assert np.array_equal(decoded.events, packet.events)
+            assert np.array_equal(decoded.triggers, packet.triggers)
+    assert spliced > len(want) // 2   # most packets were forwarded, not re-encoded
     from mcap.reader import make_reader
     with open(next(out.glob("*.mcap")), "rb") as f:
         raw = [bytes(m.data) for _, _, m in make_reader(f).iter_messages()]

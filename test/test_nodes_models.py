@@ -233,6 +233,9 @@ def test_au_classifier_publishes_what_the_offline_predictor_computes(graph, real
         assert msg.model_name == "snn_test" and msg.inference_latency_ms > 0
         assert msg.modality == AUPredictions.MODALITY_EVENTS
     assert good[-1].event_count == 0 and len(window_slice(events, *bounds[-1])) == 0
+    # The model ran (traced) on a synthetic window of twice its input size before the node subscribed.
+    assert f"warm-up (traced model) on a synthetic {2 * AU_CONFIG['size']}x{2 * AU_CONFIG['size']} window" \
+        in graph.log("au_classifier")
     published = np.array([[u.probability for u in msg.action_units] for msg in predictions])
     assert np.ptp(published, axis=0).max() > 0.1  # the windows really gave different outputs
     assert any(u.active for u in predictions[-2].action_units)  # and the hysteresis switched some AUs on
@@ -390,6 +393,7 @@ def test_reconstruction_publishes_the_offline_frame_and_its_quality(graph, real_
         assert np.allclose([score.ssim, score.psnr, score.mse], [want["ssim"], want["psnr"], want["mse"]],
                            rtol=1e-5, atol=1e-6)
     assert len({img.tobytes() for _, img in expected_images}) == len(expected_images)  # windows differ
+    assert f"warm-up on a synthetic {w}x{h} window" in graph.log("reconstruction")  # the roi's size, at start-up
 
 
 # --- face_region ---------------------------------------------------------------------------------------------

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from microexp_ros.events.array import EVENT_DTYPE
+from microexp_ros.events.array import EVENT_DTYPE, TRIGGER_DTYPE
 from microexp_ros.events.codecs import make_decoder
 from microexp_ros.events.packetizer import Packetizer
 from microexp_ros.events.reader import open_events
 from microexp_ros.events.reader_protocol import read_all
+from microexp_ros.events.window import in_order_mask, join
 from microexp_ros.sync.windows import FixedRateWindows, WindowCutter, window_bounds
 
 
@@ -53,6 +54,7 @@ def test_windows_match_offline_decode(recording, mode):
     for w in windows:
         want = _offline(events, w.start, w.end)
         assert np.array_equal(w.events, want)
+        assert (w.event_count, w.on_count) == (want.size, int(np.count_nonzero(want["p"])))
         assert np.array_equal(w.triggers, _offline(triggers, w.start, w.end))
         total += want.size
     assert total > 100_000
@@ -81,10 +83,10 @@ def test_out_of_order_events_are_counted():
     cutter = WindowCutter()
     ev = np.zeros(4, EVENT_DTYPE)
     ev["t"] = [10, 30, 20, 40]
-    cutter.add(ev)
+    assert cutter.add(ev) == 1   # add() returns what it dropped (time_sync splices only clean packets)
     older = np.zeros(1, EVENT_DTYPE)
     older["t"] = 35
-    cutter.add(older)
+    assert cutter.add(older) == 1
     assert cutter.drops["events_out_of_order"] == 2
     cutter.request(0, 41)
     cutter.advance(41)
@@ -117,3 +119,20 @@ def test_fixed_rate_windows_skip_a_jump_and_count_it():
     assert fixed.due(0, 1_000) == [(970, 980), (980, 990), (990, 1000)]
     assert fixed.skipped == 95
     assert fixed.due(0, 1_010) == [(1000, 1010)]
+
+
+def test_join_copies_records_and_in_order_mask_finds_backward_steps(recording):
+    events, _ = recording
+    parts = [events[:1000], events[1000:1000], events[1000:5000:2], events[5000:7000]]
+    joined = join(parts, EVENT_DTYPE)
+    np.testing.assert_array_equal(joined, np.concatenate(parts))
+    joined["x"] = 0   # a copy: the recording is untouched
+    assert events["x"][:1000].any()
+    assert join([], EVENT_DTYPE).size == 0
+    with pytest.raises(ValueError, match="1-D arrays"):
+        join([events[:3], np.zeros(2, TRIGGER_DTYPE)], EVENT_DTYPE)
+    t = events["t"][:100]
+    assert in_order_mask(t, int(t[0])) is None
+    assert in_order_mask(t, int(t[0]) + 1).tolist() == (t >= int(t[0]) + 1).tolist()
+    assert in_order_mask(np.array([5, 7, 6, 7, 9]), 0).tolist() == [True, True, False, True, True]
+

@@ -1,9 +1,14 @@
-"""AU inference benchmark: per-window latency of what the node runs (encode + SNN forward), at the shipped
-model's input size with pinned threads, against the reference CNN on the same input in the same run."""
+"""AU latency benchmark figures.
+
+In process: per-window latency of what the node runs (encode + SNN forward), at the shipped model's input size
+with pinned threads, against the reference CNN on the same input in the same run (`run`).
+End to end: the per-window latencies a collector measured while real node processes replayed a bag
+(`e2e_summary`; the replay itself is `microexp_ros.bringup.demo.replay_graph`, driven by `microexp bench au`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +46,18 @@ def run(model_path: str | Path | None = None, repeats: int = 200, threads: int =
     cnn_config = {"arch": "cnn", "in_channels": 2, "bins": predictor.bins, "size": predictor.size}
     cnn = build_au_model(cnn_config).eval()
 
-    def forward(model: torch.nn.Module) -> Callable[[], object]:
+    def forward(model: Callable) -> Callable[[], object]:
         def call() -> object:
             with torch.inference_mode():
                 return model(tensor)
         return call
 
+    used = predictor.model_for(tensor)  # traces the model (see AUPredictor) before the case names are made
     cases = {
         "encode_events (window -> histogram input)": lambda: encode_events(events, t0, t1, roi, sensor,
                                                                            predictor.size, predictor.bins),
-        "SNN forward": forward(predictor.model),
+        "SNN forward, eager (snntorch steps in Python)": forward(predictor.model),
+        f"SNN forward, {predictor.runner} (what predict runs)": forward(used),
         "SNN predict (encode + forward), the node's call": lambda: predictor.predict(events, t0, t1, roi, sensor),
         "baseline: reference CNN forward, same input": forward(cnn),
     }
@@ -68,7 +75,9 @@ def run(model_path: str | Path | None = None, repeats: int = 200, threads: int =
     return {
         "infer_p50_ms": float(np.median(predict)),
         "infer_p99_ms": float(np.percentile(predict, 99)),
-        "forward_p50_ms": rows[1]["p50_ms"],
+        "forward_p50_ms": rows[2]["p50_ms"],
+        "eager_forward_p50_ms": rows[1]["p50_ms"],
+        "runner": predictor.runner,
         "threads": threads,
         "repeats": repeats,
         "input": f"[1, {predictor.bins}, 2, {predictor.size}, {predictor.size}] from {len(events)} events "
@@ -78,4 +87,39 @@ def run(model_path: str | Path | None = None, repeats: int = 200, threads: int =
         "baseline_parameters": count_parameters(cnn),
         "torch": torch.__version__,
         "rows": rows,
+    }
+
+
+def _percentiles(values: np.ndarray) -> dict[str, float | None]:
+    if values.size == 0:
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None}
+    return {"p50_ms": float(np.median(values)), "p99_ms": float(np.percentile(values, 99)),
+            "max_ms": float(values.max())}
+
+
+def e2e_summary(runs: Sequence[Sequence[float]], target_ms: float = 15.0, cold_windows: int = 3) -> dict[str, Any]:
+    """Pooled figures of several replays, each a list of per-window e2e ms in window order (NaN = a window
+    whose end no later packet marked, e.g. the last ones of the bag: counted, not pooled).
+
+    Also the first `cold_windows` windows of every run against the rest (start-up cost shows there) and the
+    share of windows within `target_ms`.
+    """
+    if not runs:
+        raise ValueError("e2e_summary needs at least one run")
+    arrays = [np.asarray(run, dtype=np.float64) for run in runs]
+    pooled = np.concatenate(arrays)
+    measured = pooled[np.isfinite(pooled)]
+    cold = np.concatenate([a[:cold_windows] for a in arrays])
+    warm = np.concatenate([a[cold_windows:] for a in arrays])
+    cold, warm = cold[np.isfinite(cold)], warm[np.isfinite(warm)]
+    overall = _percentiles(measured)
+    return {
+        "e2e_p50_ms": overall["p50_ms"], "e2e_p99_ms": overall["p99_ms"], "e2e_max_ms": overall["max_ms"],
+        "e2e_windows": int(measured.size), "e2e_unmeasured_windows": int(pooled.size - measured.size),
+        "e2e_within_target": float(np.mean(measured <= target_ms)) if measured.size else None,
+        "e2e_target_ms": target_ms,
+        "e2e_cold": {"windows": int(cold.size), **_percentiles(cold)},
+        "e2e_warm": {"windows": int(warm.size), **_percentiles(warm)},
+        "e2e_runs_p50_ms": [_percentiles(a[np.isfinite(a)])["p50_ms"] for a in arrays],
+        "e2e_runs_p99_ms": [_percentiles(a[np.isfinite(a)])["p99_ms"] for a in arrays],
     }

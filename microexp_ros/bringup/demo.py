@@ -4,14 +4,20 @@ A collector node in this process listens to what a robot behaviour would (`/au_p
 reconstruction outputs, to the ground truth recorded in the bag and to /diagnostics, while
 `microexp_ros.bringup.runner.Launcher` runs the `hri` graph as separate processes. When the bag player has
 finished, the report folder gets metrics.json, au_timeline.png and recon_montage.png.
+`replay_graph` (the collector around one replay) is shared with `microexp bench au`, which replays the bag
+through the AU path only (`AU_PATH`), so both measure end-to-end latency the same way.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
+import struct
 import threading
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import rclpy
@@ -19,8 +25,10 @@ from diagnostic_msgs.msg import DiagnosticArray
 from event_camera_msgs.msg import EventPacket
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import Image
 
+from microexp_ros.bringup.graphs import NodeSpec
 from microexp_ros.bringup.runner import Launcher
 from microexp_ros.eval.hri_report import (GroundTruthEvent, WindowPrediction, plot_timeline, save_montage, score,
                                           summary)
@@ -31,14 +39,40 @@ from microexp_ros.ros.image import to_numpy
 from microexp_ros.ros.stamps import from_time_msg
 
 MONTAGE_FRAMES = 12
+MODEL_NODES = ("au_classifier", "reconstruction")
+# The path a robot behaviour waits on: the recording, windowing, the AU model. No reconstruction, face region,
+# visualizer or ROS4HRI bridge competing for the cores.
+AU_PATH = ("bag_player", "time_sync", "au_classifier")
+# What each node publishes that the bag player waits for before playing (hri.yaml's wait_for_publishers).
+_READY_TOPICS = {"time_sync": "/time_sync/samples", "au_classifier": "/au_predictions",
+                 "reconstruction": "/reconstruction/image", "face_region": "/face_region/region"}
+
+
+def serialized_stamp(raw: bytes) -> int:
+    """header.stamp (ns) of a CDR-serialized message that starts with a std_msgs/Header: after the 4-byte
+    encapsulation (representation 0x0001 = little-endian CDR, 0x0000 = big-endian) come int32 sec and
+    uint32 nanosec."""
+    if len(raw) < 12 or raw[0] != 0 or raw[1] not in (0, 1):
+        raise ValueError(f"not a CDR message with a header ({len(raw)} bytes, encapsulation {bytes(raw[:2]).hex()})")
+    sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
+    return sec * 1_000_000_000 + nanosec
 
 
 class Collector(Node):
-    """Records the graph's outputs with their arrival times."""
+    """Records the graph's outputs with their arrival times.
 
-    def __init__(self, events_topic: str, verbose: bool) -> None:
+    Times are taken when this process's callbacks run, or with `dds_stamps` from the middleware: a packet at
+    its DDS source timestamp (when the player published it) and a prediction at its reception timestamp in
+    this process. The callback times drift when this Python process falls behind the 1,000 packets/s of
+    a loaded machine; the middleware's do not.
+    """
+
+    def __init__(self, events_topic: str, verbose: bool, model_nodes: Sequence[str] = MODEL_NODES,
+                 dds_stamps: bool = False) -> None:
         super().__init__("demo_collector")
         self.verbose = verbose
+        self.model_nodes = tuple(model_nodes)
+        self.dds_stamps = dds_stamps
         self.lock = threading.Lock()
         self.predictions: list[WindowPrediction] = []
         self.ground_truth: dict[tuple[str, int], GroundTruthEvent] = {}
@@ -51,21 +85,26 @@ class Collector(Node):
         self.counts: dict[str, dict[str, int]] = {}
         self.packet_stamps: list[int] = []
         self.packet_arrivals: list[int] = []
+        self.receipts: list[tuple[int, int]] = []   # (window end, prediction received) per prediction
         self.first_stamp_ns: int | None = None
-        self.create_subscription(AUPredictions, "/au_predictions", self.on_prediction, qos.predictions_qos())
+        # A deep queue: when this process falls behind the packets, no prediction is replaced before it is read.
+        self.create_subscription(AUPredictions, "/au_predictions", self.on_prediction, qos.predictions_qos(1000))
         self.create_subscription(AUGroundTruth, "/ground_truth/au", self.on_ground_truth, qos.predictions_qos())
-        self.create_subscription(ReconstructionQuality, "/reconstruction/quality", self.on_quality,
-                                 qos.predictions_qos())
-        self.create_subscription(Image, "/reconstruction/image", self.on_recon, qos.image_qos(50))
-        self.create_subscription(Image, "/rgb/image_raw", self.on_reference, qos.image_qos(50))
-        self.create_subscription(EventPacket, events_topic, self.on_packet, qos.events_qos())
+        if "reconstruction" in self.model_nodes:  # else its images would only take this process's time
+            self.create_subscription(ReconstructionQuality, "/reconstruction/quality", self.on_quality,
+                                     qos.predictions_qos())
+            self.create_subscription(Image, "/reconstruction/image", self.on_recon, qos.image_qos(50))
+            self.create_subscription(Image, "/rgb/image_raw", self.on_reference, qos.image_qos(50))
+        # Serialized: only the stamp is read, so the 1,000 packets/s cost this process little time.
+        self.create_subscription(EventPacket, events_topic, self.on_packet, qos.events_qos(), raw=True)
         self.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, qos.predictions_qos(100))
 
-    def on_packet(self, msg: EventPacket) -> None:
-        stamp = from_time_msg(msg.header.stamp)
+    def on_packet(self, raw: bytes, info: MessageInfo) -> None:
+        arrival = info["source_timestamp"] if self.dds_stamps else time.time_ns()
+        stamp = serialized_stamp(raw)
         with self.lock:
             self.packet_stamps.append(stamp)
-            self.packet_arrivals.append(time.time_ns())
+            self.packet_arrivals.append(arrival)
             if self.first_stamp_ns is None:
                 self.first_stamp_ns = stamp
 
@@ -75,8 +114,8 @@ class Collector(Node):
             i = bisect.bisect_left(self.packet_stamps, window_end_ns)
             return self.packet_arrivals[i] if i < len(self.packet_arrivals) else None
 
-    def on_prediction(self, msg: AUPredictions) -> None:
-        received = time.time_ns()
+    def on_prediction(self, msg: AUPredictions, info: MessageInfo) -> None:
+        received = info["received_timestamp"] if self.dds_stamps else time.time_ns()
         end = from_time_msg(msg.window_end)
         closed = self.window_closed_at(end)
         prediction = WindowPrediction(
@@ -85,11 +124,22 @@ class Collector(Node):
             latency_ms=msg.inference_latency_ms, e2e_ms=(received - closed) / 1e6 if closed else float("nan"))
         with self.lock:
             self.predictions.append(prediction)
+            self.receipts.append((end, received))
             t0 = self.first_stamp_ns or end
         if self.verbose:
             active = " ".join(f"AU{au.number}({au.probability:.2f})" for au in msg.action_units if au.active)
             print(f"t={(end - t0) / 1e9:7.3f} s  active: {active or '-':40s} "
                   f"infer {msg.inference_latency_ms:5.1f} ms  e2e {prediction.e2e_ms:6.1f} ms", flush=True)
+
+    def e2e_after_run(self) -> list[float]:
+        """Every prediction's e2e ms in window order, with the packets of the whole run: a prediction read
+        before its window's closing packet (this process behind on packets) is then measured too; NaN only
+        where no packet followed the window end."""
+        latencies = []
+        for end, received in sorted(self.receipts):
+            closed = self.window_closed_at(end)
+            latencies.append((received - closed) / 1e6 if closed is not None else float("nan"))
+        return latencies
 
     def on_ground_truth(self, msg: AUGroundTruth) -> None:
         with self.lock:
@@ -120,9 +170,9 @@ class Collector(Node):
         """Every sample time_sync published has reached the model nodes and come back out of them."""
         with self.lock:
             published = self.counts.get("/time_sync", {}).get("out:samples")
+            received = [self.counts.get(f"/{node}", {}).get("in:samples") for node in self.model_nodes]
             classified = self.counts.get("/au_classifier", {}).get("in:samples")
-            reconstructed = self.counts.get("/reconstruction", {}).get("in:samples")
-            return published is not None and published == classified == reconstructed \
+            return published is not None and all(n == published for n in received) \
                 and len(self.predictions) >= (classified or 0)
 
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
@@ -149,14 +199,53 @@ def montage_pairs(collector: Collector) -> list[tuple[object, object | None]]:
     return pairs
 
 
-def run_demo(report_dir: Path, bag: str = "", rate: str = "", resolution: str = "high",
-             verbose: bool = True) -> tuple[int, dict]:
-    """Run the HRI graph on `bag` (default: the embedded one); write the report; (exit code, metrics)."""
-    report_dir.mkdir(parents=True, exist_ok=True)
+@dataclass
+class GraphRun:
+    """One replay: what the collector recorded, the launcher (node exit codes, stop time), its code, wall time."""
+
+    collector: Collector
+    launcher: Launcher
+    code: int
+    wall_s: float
+
+
+def select_nodes(specs: list[NodeSpec], nodes: Sequence[str]) -> list[NodeSpec]:
+    """The specs of `nodes` only; the bag player then waits for the publishers of those nodes alone."""
+    kept = [spec for spec in specs if spec.name in nodes]
+    missing = set(nodes) - {spec.name for spec in kept}
+    if missing:
+        raise ValueError(f"node(s) {', '.join(sorted(missing))} not in the graph "
+                         f"(it has {', '.join(spec.name for spec in specs)})")
+    waits = [_READY_TOPICS[name] for name in nodes if name in _READY_TOPICS]
+    return [dataclasses.replace(spec, parameters={**spec.parameters, "wait_for_publishers": waits})
+            if spec.name == "bag_player" else spec for spec in kept]
+
+
+def override_parameters(specs: list[NodeSpec], parameters: dict[str, dict]) -> list[NodeSpec]:
+    """`specs` with node parameters overridden by node name; ValueError for a node not among them."""
+    names = {spec.name for spec in specs}
+    unknown = set(parameters) - names
+    if unknown:
+        raise ValueError(f"parameters given for node(s) {', '.join(sorted(unknown))}, not in the graph")
+    return [dataclasses.replace(spec, parameters={**spec.parameters, **parameters[spec.name]})
+            if spec.name in parameters else spec for spec in specs]
+
+
+def replay_graph(bag: str = "", rate: str = "", resolution: str = "high", verbose: bool = True,
+                 nodes: Sequence[str] | None = None, parameters: dict[str, dict] | None = None,
+                 log: Callable[[str], None] = print, dds_stamps: bool = False) -> GraphRun:
+    """Replay `bag` (default: the embedded one) through the hri graph, or only its `nodes`, with a collector
+    listening; `parameters` overrides node parameters by node name (e.g. {"au_classifier": {"threads": 2}}),
+    `log` gets the launcher's lines, `dds_stamps` is the Collector's."""
+    launcher = Launcher("hri", {"source": "bag", "bag": bag, "rate": rate, "resolution": resolution}, log=log)
+    if nodes is not None:
+        launcher.specs = select_nodes(launcher.specs, nodes)
+    launcher.specs = override_parameters(launcher.specs, parameters or {})
+    running = {spec.name for spec in launcher.specs}
     configure_transport()
     rclpy.init()
     events_topic = "/event_camera_low/events" if resolution == "low" else "/event_camera/events"
-    collector = Collector(events_topic, verbose)
+    collector = Collector(events_topic, verbose, [name for name in MODEL_NODES if name in running], dds_stamps)
     executor = SingleThreadedExecutor()
     executor.add_node(collector)
     spinning = threading.Event()
@@ -170,13 +259,22 @@ def run_demo(report_dir: Path, bag: str = "", rate: str = "", resolution: str = 
     thread.start()
     time.sleep(1.0)  # let the collector's subscriptions be discovered before the bag starts
     started = time.monotonic()
-    launcher = Launcher("hri", {"source": "bag", "bag": bag, "rate": rate, "resolution": resolution})
     code = launcher.run(until_exit="bag_player", grace_s=60.0, settled=collector.settled)
     wall_s = time.monotonic() - started
     spinning.clear()
     thread.join()
     executor.remove_node(collector)
+    collector.destroy_node()
+    rclpy.try_shutdown()
+    return GraphRun(collector, launcher, code, wall_s)
 
+
+def run_demo(report_dir: Path, bag: str = "", rate: str = "", resolution: str = "high",
+             verbose: bool = True) -> tuple[int, dict]:
+    """Run the HRI graph on `bag` (default: the embedded one); write the report; (exit code, metrics)."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    run = replay_graph(bag, rate, resolution, verbose)
+    collector, launcher = run.collector, run.launcher
     with collector.lock:
         predictions = sorted(collector.predictions, key=lambda p: p.window_end_ns)
         events = sorted(collector.ground_truth.values(), key=lambda e: e.onset_ns)
@@ -184,17 +282,15 @@ def run_demo(report_dir: Path, bag: str = "", rate: str = "", resolution: str = 
         errors = {f"{node}/{kind}": n for node, kinds in collector.errors.items() for kind, n in kinds.items()}
         metrics = summary(score(events, predictions), predictions, collector.ssim, collector.psnr, drops)
         metrics.update({"errors": int(sum(errors.values())), "errors_by_kind": errors,
-                        "ground_truth_events": len(events), "wall_s": wall_s,
+                        "ground_truth_events": len(events), "wall_s": run.wall_s,
                         "node_exit_codes": launcher.exit_codes, "stop_s": launcher.stop_s,
                         "counts_by_node": dict(collector.counts)})
         t0 = collector.first_stamp_ns or (predictions[0].window_end_ns if predictions else 0)
         pairs = montage_pairs(collector)
-    collector.destroy_node()
-    rclpy.try_shutdown()
 
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     plot_timeline(report_dir / "au_timeline.png", events, predictions, t0)
     if pairs:
         save_montage(report_dir / "recon_montage.png", pairs)
-    ok = code == 0 and predictions and metrics["errors"] == 0
+    ok = run.code == 0 and predictions and metrics["errors"] == 0
     return (0 if ok else 1), metrics

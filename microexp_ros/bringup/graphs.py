@@ -33,6 +33,9 @@ class NodeSpec:
     respawn_delay_s: float = 1.0
 
 
+# Respawn delay of the HRI graphs' nodes: short, since a robot waits on /au_predictions while a node restarts.
+FAST_RESPAWN_S = 0.1
+
 COMMON_ARGUMENTS: dict[str, Argument] = {
     "dds_transport": Argument("shm", "FastDDS transport: shm (one host, large messages), large_data "
                                      "(multi-host robots), default (FastDDS defaults)",
@@ -45,6 +48,12 @@ def _flag(value: str) -> bool:
     if lowered not in ("true", "false", "1", "0"):
         raise ValueError(f"expected true or false, got '{value}'")
     return lowered in ("true", "1")
+
+
+def _seed(value: str) -> int:
+    if not value.strip().isdigit():
+        raise ValueError(f"seed must be a non-negative integer, got '{value}'")
+    return int(value)
 
 
 def sensors(args: Mapping[str, str]) -> list[NodeSpec]:
@@ -94,16 +103,21 @@ def _event_sources(args: Mapping[str, str], config: tuple[str, ...]) -> tuple[li
     """The sensor end of the HRI and sim graphs: (nodes, event topic, whether an RGB stream exists)."""
     source = args["source"]
     if source == "bag":
-        player: dict[str, Any] = {"exit_when_done": True}
+        loop = _flag(args["loop"])
+        player: dict[str, Any] = {"exit_when_done": not loop, "loop": loop}
         if args["bag"]:
             player["bag"] = args["bag"]
         if args["rate"]:
             player["rate"] = float(args["rate"])
         topic = "/event_camera_low/events" if args["resolution"] == "low" else "/event_camera/events"
-        return [NodeSpec("bag_player", "bag_player", config, player)], topic, True
+        player_spec = NodeSpec("bag_player", "bag_player", config, player, respawn=loop, respawn_delay_s=FAST_RESPAWN_S)
+        return [player_spec], topic, True
     if source == "sim":
+        # The synthetic face (or a video) seen by the dataset's simulated sensor of that resolution.
         size = SIM_SENSORS[args["resolution"]]
-        driver = {"source": "sim", "file": args["video"], "width": size, "height": size}
+        driver: dict[str, Any] = ({"source": "sim", "file": args["video"]} if args["video"]
+                                  else {"source": "face", "lighting": args["lighting"]})
+        driver.update(width=size, height=size, sensor_model=args["resolution"], seed=_seed(args["seed"]))
         return [NodeSpec("event_camera_driver", "event_camera", config, driver, respawn=True)], \
             "/event_camera/events", False
     nodes, events_topic = [], args["event_topic"]
@@ -131,26 +145,43 @@ def hri(args: Mapping[str, str]) -> list[NodeSpec]:
         classifier["model_path"] = args["au_model"]
     if args["recon_model"]:
         recon["model_path"] = args["recon_model"]
+    # Processing nodes respawn like the drivers: a robot keeps its AU stream through a crashed node.
     nodes += [
         NodeSpec("time_sync", "time_sync", config, {"events_only": not has_rgb},
-                 (("events", events_topic), ("image", "/rgb/image_raw"))),
-        NodeSpec("face_region", "face_region", config, {"source": "samples" if detect else "static"}, samples),
-        NodeSpec("au_classifier", "au_classifier", config, classifier, samples + region),
-        NodeSpec("reconstruction", "reconstruction", config, recon, samples + region),
-        NodeSpec("hri_bridge", "hri_bridge", config, {}),
+                 (("events", events_topic), ("image", "/rgb/image_raw")), respawn=True,
+                 respawn_delay_s=FAST_RESPAWN_S),
+        NodeSpec("face_region", "face_region", config, {"source": "samples" if detect else "static"}, samples,
+                 respawn=True, respawn_delay_s=FAST_RESPAWN_S),
+        NodeSpec("au_classifier", "au_classifier", config, classifier, samples + region, respawn=True,
+                 respawn_delay_s=FAST_RESPAWN_S),
+        NodeSpec("reconstruction", "reconstruction", config, recon, samples + region, respawn=True,
+                 respawn_delay_s=FAST_RESPAWN_S),
+        NodeSpec("hri_bridge", "hri_bridge", config, {}, respawn=True, respawn_delay_s=FAST_RESPAWN_S),
     ]
+    if _flag(args["visualize"]):
+        nodes.append(NodeSpec("visualizer", "visualizer", config, {"use_face_region": True}, samples + region,
+                              respawn=True, respawn_delay_s=FAST_RESPAWN_S))
     return nodes
 
 
 # Event sensor sizes of the simulated face region, as in the generated datasets (EVK4-like and DAVIS346-like).
 SIM_SENSORS = {"high": 128, "low": 48}
+# Lighting conditions of the synthetic face (microexp_ros.sim.lighting.CONDITIONS; kept here so describing a
+# graph does not import the simulator).
+LIGHTING = ("normal", "bright", "dim", "very_dim", "flicker", "shadow")
 
 _HRI_ARGUMENTS = {
     "source": Argument("live", "live cameras, a recorded bag, or the simulated face", ("live", "bag", "sim")),
     "bag": Argument("", "with source:=bag, the bag to replay; empty = the embedded default bag"),
     "rate": Argument("", "with source:=bag, the playback rate factor; empty = replay.yaml's"),
+    "loop": Argument("false", "with source:=bag, replay in a loop (the player then respawns too)", ("true", "false")),
+    "visualize": Argument("true", "publish /visualizer/events and /visualizer/au_overlay images",
+                          ("true", "false")),
     "resolution": Argument("high", "event resolution to use from a bag or the simulator", ("high", "low")),
-    "video": Argument("", "with source:=sim, the face video the event simulator watches (required)"),
+    "video": Argument("", "with source:=sim, a face video for the event simulator to watch; empty = the "
+                          "synthetic face generator"),
+    "lighting": Argument("normal", "with source:=sim and no video, the synthetic face's lighting", LIGHTING),
+    "seed": Argument("0", "with source:=sim, the simulator's seed (and the synthetic face's AU episodes)"),
     "use_external_event_camera": Argument("true", "with source:=live, true: events from event_topic "
                                                   "(metavision_driver / libcaer_driver); false: our driver "
                                                   "plays event_file", ("true", "false")),
@@ -164,7 +195,7 @@ _HRI_ARGUMENTS = {
 
 GRAPHS: dict[str, tuple[Callable[[Mapping[str, str]], list[NodeSpec]], dict[str, Argument]]] = {
     "sensors": (sensors, {
-        "event_source": Argument("file", "event source of the driver: file or sim"),
+        "event_source": Argument("file", "event source of the driver: file, face, sim (a video) or camera"),
         "event_file": Argument("", "recording played by the driver when event_source is file (.raw, .aedat4, bag)"),
         "rgb_source": Argument("", "RGB camera: a device index (e.g. 0) or a video file; empty = events only"),
         "use_external_event_camera": Argument("false", "true: do not start our driver, use event_topic "
@@ -181,8 +212,8 @@ GRAPHS: dict[str, tuple[Callable[[Mapping[str, str]], list[NodeSpec]], dict[str,
         "events_only": Argument("false", "true for a bag without RGB: fixed-rate windows", ("true", "false")),
     }),
     "hri": (hri, _HRI_ARGUMENTS),
-    "sim": (hri, {**_HRI_ARGUMENTS, "source": Argument("sim", "the simulated face through the event simulator",
-                                                         ("sim",))}),
+    "sim": (hri, {**_HRI_ARGUMENTS, "source": Argument("sim", "the synthetic face (or video:=) through the "
+                                                                "event simulator", ("sim",))}),
     "record": (record, {
         "topics": Argument("", "comma-separated topics to record; empty = record.yaml's list"),
         "output": Argument("", "bag directory to write; empty = record.yaml's (a timestamped name)"),

@@ -6,10 +6,16 @@ from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 from microexp_ros.bringup.graphs import arguments, resolve
 from microexp_ros.resources import PACKAGE, share_dir
 from microexp_ros.ros.dds import TRANSPORT_ENV, dds_environment
+
+
+def _parameter(value: object) -> object:
+    """launch_ros reads a plain string parameter as YAML ("0" would become an int, "" None): keep strings."""
+    return ParameterValue(value, value_type=str) if isinstance(value, str) else value
 
 
 def _nodes(context: LaunchContext, graph: str) -> list:
@@ -21,7 +27,8 @@ def _nodes(context: LaunchContext, graph: str) -> list:
     for spec in specs:
         actions.append(Node(
             package=PACKAGE, executable=spec.executable, name=spec.name, output="screen",
-            parameters=[str(config / f) for f in spec.params_files] + [dict(spec.parameters)],
+            parameters=[str(config / f) for f in spec.params_files]
+            + [{k: _parameter(v) for k, v in spec.parameters.items()}],
             remappings=list(spec.remappings), respawn=spec.respawn, respawn_delay=spec.respawn_delay_s,
         ))
     return actions

@@ -80,7 +80,8 @@ class Launcher:
 
     def run(self, duration_s: float | None = None, until_exit: str | None = None, grace_s: float = 0.0,
             settled: Callable[[], bool] | None = None) -> int:
-        """Run the graph; 0 when every node exited cleanly (0, or stopped by our SIGINT), else 1.
+        """Run the graph; 0 when every node ended cleanly (0, or stopped by our SIGINT; respawned crashes are
+        logged, not failures), else 1.
 
         With `until_exit`, the graph stops once that node has exited and the rest of the graph has caught up:
         when `settled()` says so, or after `grace_s` seconds at the most.
@@ -105,9 +106,10 @@ class Launcher:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        failed = {name: codes for name, codes in self.exit_codes.items() if any(c != 0 for c in codes)}
+        # A node that crashed and was respawned is reported above; the graph's result is how each node ended.
+        failed = {name: codes for name, codes in self.exit_codes.items() if codes[-1] != 0}
         if failed:
-            self.log(f"[launch] nodes with non-zero exits: {failed}")
+            self.log(f"[launch] nodes that ended with non-zero exits: {failed}")
         return 1 if failed else 0
 
     def _settle(self, finished: str, grace_s: float, settled: Callable[[], bool] | None) -> None:

@@ -52,10 +52,24 @@ def register(group) -> None:
     add_json_flag(ev)
     ev.set_defaults(func=run_eval)
 
-    bench = group("bench", "benchmarks").add_parser("au", help="AU inference latency per window on CPU")
-    bench.add_argument("--model", type=Path, help="events weights (default: shipped)")
-    bench.add_argument("--threads", type=int, default=2)
-    bench.add_argument("--repeats", type=int, default=200)
+    bench = group("bench", "benchmarks").add_parser(
+        "au", help="AU latency per window: in-process inference, and end to end through real node processes",
+        description="In process: encode + SNN forward on one real simulated window (--threads, --repeats). End "
+                    "to end: the embedded bag (or --bag) replayed in real time --runs times through node "
+                    "processes on a private ROS domain; each window's latency runs from the publication of "
+                    "the first event packet past the window end (its DDS source timestamp) to the reception of "
+                    "its /au_predictions message in this process (DDS reception timestamp): `microexp demo`'s "
+                    "definition, timed by the middleware instead of Python callbacks.")
+    bench.add_argument("--model", type=Path, help="events weights (default: shipped); the node uses them too")
+    bench.add_argument("--threads", type=int, default=2, help="torch threads of the in-process measurement")
+    bench.add_argument("--repeats", type=int, default=200, help="in-process calls per case")
+    bench.add_argument("--runs", type=int, default=2, help="replays of the bag for the end-to-end figures")
+    bench.add_argument("--graph", choices=("au", "hri"), default="au",
+                       help="au: bag_player -> time_sync -> au_classifier, the path a robot behaviour waits on "
+                            "(default); hri: the whole graph `microexp demo` runs")
+    bench.add_argument("--node-threads", type=int,
+                       help="torch threads of the au_classifier node (default: config/models.yaml)")
+    bench.add_argument("--bag", default="", help="bag to replay (default: the embedded one)")
     add_json_flag(bench)
     bench.set_defaults(func=run_bench)
 
@@ -183,15 +197,107 @@ def _run_eval_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    from microexp_ros.bench.au import run
+def _replay_latencies(args: argparse.Namespace) -> dict:
+    """Replay the bag `args.runs` times through the chosen graph; per-run e2e lists and what the nodes reported."""
+    import os
+    import time
 
+    from microexp_ros.bringup.demo import AU_PATH, replay_graph
+    from microexp_ros.ros.dds import private_domain_id
+
+    # The nodes and this process on a domain of their own: a demo or test graph elsewhere must not answer.
+    os.environ["ROS_DOMAIN_ID"] = str(private_domain_id())
+    parameters: dict[str, dict] = {}
+    if args.node_threads is not None:
+        parameters.setdefault("au_classifier", {})["threads"] = args.node_threads
+    if args.model is not None:
+        parameters.setdefault("au_classifier", {})["model_path"] = str(args.model.resolve())
+    runs, forward, lost, missed, errors, drops, codes, walls, cpu, counts = [], [], 0, 0, {}, {}, [], [], 0.0, []
+    for _ in range(args.runs):
+        cpu -= time.process_time()
+        run = replay_graph(args.bag, "", "high", verbose=False, nodes=AU_PATH if args.graph == "au" else None,
+                           parameters=parameters, log=lambda line: print(line, file=sys.stderr), dds_stamps=True)
+        cpu += time.process_time()
+        collector = run.collector
+        with collector.lock:
+            predictions = sorted(collector.predictions, key=lambda p: p.window_end_ns)
+            published = collector.counts.get("/time_sync", {}).get("out:samples", 0)
+            played = collector.counts.get("/bag_player", {}).get("out:/event_camera/events", 0)
+            counts.append({**collector.counts, "/collector": {"in:au_predictions": len(predictions),
+                                                              "in:packets": len(collector.packet_stamps)}})
+            missed += max(played - len(collector.packet_stamps), 0)
+            for totals, by_node in ((errors, collector.errors), (drops, collector.drops)):
+                for node, reasons in by_node.items():
+                    for reason, n in reasons.items():
+                        totals[f"{node}/{reason}"] = totals.get(f"{node}/{reason}", 0) + n
+        runs.append(collector.e2e_after_run())
+        forward += [p.latency_ms for p in predictions]
+        lost += max(published - len(predictions), 0)
+        codes.append(run.code)
+        walls.append(run.wall_s)
+    return {"runs": runs, "node_forward_ms": forward, "windows_lost": lost, "packets_missed": missed,
+            "errors": errors, "drops": drops, "codes": codes, "wall_s": walls, "cpu_share": cpu / sum(walls),
+            "counts": counts}
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import os
+
+    import numpy as np
+
+    from microexp_ros.bench.au import e2e_summary, run
+
+    counts = {"--runs": args.runs, "--repeats": args.repeats, "--threads": args.threads,
+              "--node-threads": 1 if args.node_threads is None else args.node_threads}
+    bad = [f"{flag} {value}" for flag, value in counts.items() if value < 1]
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: must be at least 1")
+    load_before = os.getloadavg()
     result = run(args.model, repeats=args.repeats, threads=args.threads)
-    table = format_table(["case", "p50 ms", "p99 ms", "per s", "x baseline"],
-                         [[r["case"], r["p50_ms"], r["p99_ms"], r["per_s"], r["ratio_to_baseline"]]
-                          for r in result["rows"]])
-    text = (f"AU inference, batch 1, {result['threads']} threads, {result['repeats']} repeats, torch {result['torch']}\n"
-            f"input {result['input']}; model {result['model']} ({result['parameters']} params), "
-            f"baseline CNN {result['baseline_parameters']} params\n{table}")
+    replay = _replay_latencies(args)
+    load_after = os.getloadavg()
+    result.update(e2e_summary(replay["runs"]))
+    forward = np.asarray(replay["node_forward_ms"], dtype=np.float64)
+    forward = forward[np.isfinite(forward)]
+    graph = ("bag_player -> time_sync -> au_classifier" if args.graph == "au"
+             else "the whole hri graph (as microexp demo)")
+    result.update({
+        "e2e_graph": graph, "e2e_runs": args.runs,
+        "node_threads": args.node_threads if args.node_threads is not None else "config/models.yaml",
+        "node_forward_p50_ms": float(np.median(forward)) if forward.size else None,
+        "node_forward_p99_ms": float(np.percentile(forward, 99)) if forward.size else None,
+        "windows_lost": replay["windows_lost"], "errors": replay["errors"], "drops": replay["drops"],
+        "collector_packets_missed": replay["packets_missed"],
+        "collector_cpu_share": replay["cpu_share"], "counts_by_run": replay["counts"],
+        "graph_exit_codes": replay["codes"],
+        "replay_wall_s": replay["wall_s"], "load_average_before": list(load_before),
+        "load_average_after": list(load_after),
+    })
+    rows = [[r["case"], r["p50_ms"], r["p99_ms"], r["per_s"], r["ratio_to_baseline"]] for r in result["rows"]]
+    rows.append(["in the node: SNN forward (what /au_predictions reports)", result["node_forward_p50_ms"],
+                 result["node_forward_p99_ms"], "-", "-"])
+    rows += [[f"end to end, {label} ({result[key]['windows']} windows)", result[key]["p50_ms"],
+              result[key]["p99_ms"], "-", "-"]
+             for label, key in (("first 3 windows of each run", "e2e_cold"), ("later windows", "e2e_warm"))]
+    rows.append([f"end to end, all windows ({result['e2e_windows']})", result["e2e_p50_ms"], result["e2e_p99_ms"],
+                 "-", "-"])
+    table = format_table(["case", "p50 ms", "p99 ms", "per s", "x baseline"], rows)
+    within = result["e2e_within_target"]
+    text = (f"AU latency, torch {result['torch']}; model {result['model']} ({result['parameters']} params), "
+            f"baseline CNN {result['baseline_parameters']} params\n"
+            f"in process: batch 1, {result['threads']} threads, {result['repeats']} repeats, input {result['input']}\n"
+            f"end to end: {args.runs} real-time replay(s) of {args.bag or 'the embedded bag'} through {graph} "
+            f"(separate processes, au_classifier threads: {result['node_threads']}); from the publication of "
+            f"the first event packet past the window end to the reception of its /au_predictions here (DDS "
+            f"timestamps)\n{table}\n"
+            f"within {result['e2e_target_ms']:g} ms: {'-' if within is None else f'{within:.1%}'} of windows; "
+            f"max {result['e2e_max_ms']} ms; unmeasured (no later packet) {result['e2e_unmeasured_windows']}, "
+            f"lost (published by time_sync, no prediction here) {result['windows_lost']}, node errors "
+            f"{sum(result['errors'].values())}, drops {result['drops'] or 0}; event packets this process missed "
+            f"{result['collector_packets_missed']} (a missed closing packet makes its window look faster); this "
+            f"process took {result['collector_cpu_share']:.0%} of a core while measuring\n"
+            f"load average (1/5/15 min) before {'/'.join(f'{v:.2f}' for v in load_before)}, "
+            f"after {'/'.join(f'{v:.2f}' for v in load_after)}")
     emit(args, result, text)
-    return 0
+    ok = all(code == 0 for code in replay["codes"]) and not replay["errors"] and result["e2e_windows"] > 0
+    return 0 if ok else 1

@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"bench decode: {error}", file=sys.stderr)
         return 2
     text = format_table(DECODE_HEADERS, decode_table(result))
-    text += f"\n5-bin voxel grid: {result['voxel_mevps']:.1f} Mev/s; median of {args.repeats} repeats"
+    voxel = result["voxel"]
+    text += (f"\n5-bin voxel grid on the large stream: {voxel['ours']['mevps']:.1f} Mev/s wall, "
+             f"{voxel['ours']['cpu_mevps']:.1f} cpu; numpy baseline {voxel['numpy']['mevps']:.1f} wall, "
+             f"{voxel['numpy']['cpu_mevps']:.1f} cpu (x{voxel['ratio_vs_numpy']['cpu_mevps']:.1f} by cpu); "
+             f"median of {args.repeats} repeats")
     emit(args, result, text)
     return 0

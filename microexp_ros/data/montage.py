@@ -13,6 +13,7 @@ from microexp_ros.data.dataset import Clip
 from microexp_ros.events.frame import event_frame
 from microexp_ros.events.window import window_slice
 from microexp_ros.facs import au_name
+from microexp_ros.viz.render import signed_colors
 
 
 def default_montage_clips(entries: list[dict], limit: int = 6) -> list[str]:
@@ -31,21 +32,6 @@ def focus_window(meta: dict) -> tuple[int, int]:
         return int(main[0]["onset_ns"]), int(main[0]["offset_ns"])
     mid = int(meta["duration_ns"]) // 2
     return mid - 100_000_000, mid + 100_000_000
-
-
-def _signed_rgb(frame: np.ndarray) -> np.ndarray:
-    """ON events red, OFF blue, on white, after a 1-pixel Gaussian blur (noise events are scattered, AU
-    events are spatially coherent, so the blur shows where motion was); clipped at the 99.5th percentile."""
-    import cv2
-
-    frame = cv2.GaussianBlur(frame.astype(np.float32), (0, 0), 1.0)
-    scale = max(float(np.percentile(np.abs(frame[frame != 0]), 99.5)) if np.any(frame) else 1.0, 1.0)
-    v = np.clip(frame / scale, -1.0, 1.0)
-    img = np.ones(frame.shape + (3,))
-    img[..., 0] -= np.clip(-v, 0, 1)   # OFF: remove red -> blue
-    img[..., 1] -= np.abs(v)
-    img[..., 2] -= np.clip(v, 0, 1)    # ON: remove blue -> red
-    return img
 
 
 def write_montage(clips: list[Clip], path: str | os.PathLike, manifest: dict) -> Path:
@@ -72,7 +58,7 @@ def write_montage(clips: list[Clip], path: str | os.PathLike, manifest: dict) ->
         for ax, r in ((row[2], "high"), (row[3], "low")):
             w, h = res[r]["width"], res[r]["height"]
             ev = window_slice(clip.events[r], t0, t1)
-            ax.imshow(_signed_rgb(event_frame(ev, w, h)), interpolation="nearest")
+            ax.imshow(signed_colors(event_frame(ev, w, h)), interpolation="nearest")
             ax.set_title(f"events {r} {w}x{h} (blurred)\n{len(ev)} ev in {t0 / 1e6:.0f}-{t1 / 1e6:.0f} ms", fontsize=9)
         for ax in row[:4]:
             ax.set_xticks([])

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import torch
 
+from microexp_ros.bench.timing import latencies_ms
 from microexp_ros.eval.image_metrics import frame_quality, to_unit_gray
 from microexp_ros.events.voxel import voxel_grid
 from microexp_ros.models.cvae import CVAEConfig, ReconCVAE
@@ -106,6 +107,15 @@ class Reconstructor:
         voxel = self.voxel(events, t0_ns, t1_ns, width, height)[None]
         key = None if keyframe is None else keyframe_to_unit(keyframe, int(width), int(height))[None]
         return self.reconstruct_voxels(voxel, key)[0]
+
+    def warm_up(self, events: np.ndarray, t0_ns: int, t1_ns: int, width: int, height: int,
+                calls: int = 3) -> list[float]:
+        """Run `reconstruct` `calls` times on a window (e.g. `au_inference.synthetic_events`), with a gray
+        keyframe for keyframe models, so lazy work (numba kernels from cache, torch's first-call allocations and
+        kernel choice) is done before the first real window; the wall ms of each call, first to last."""
+        keyframe = np.full((height, width), 0.5, np.float32) if self.uses_keyframe else None
+        return latencies_ms(lambda: self.reconstruct(events, t0_ns, t1_ns, width, height, keyframe=keyframe), calls,
+                            warmup=0).tolist()
 
     @staticmethod
     def quality(pred: np.ndarray, reference: np.ndarray) -> dict[str, float]:

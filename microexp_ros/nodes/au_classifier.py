@@ -8,6 +8,10 @@ crops the face region (the `roi` parameter in event pixels, or the latest FaceRe
 gives the same probabilities online and offline), applies the `ActivationFilter` hysteresis and publishes
 microexp_ros/AUPredictions stamped with the window end (host time).
 
+Before it subscribes (and before `/au_predictions` exists, which a bag player waits for) the node runs the
+model on a synthetic window: the first call of a fresh process costs about a second (numba runtime and
+kernels, torch's first allocations), which would otherwise delay the first real windows and queue the next.
+
 Defined behaviour on odd input (all counted in /diagnostics, the node keeps running):
 - empty window (no events): the model runs on the empty input and its output is published like any other;
   counted under `count/empty_windows` (a still face produces no events: that is data, not an error);
@@ -29,7 +33,7 @@ from rclpy.node import Node
 from std_msgs.msg import Header
 
 from microexp_ros.facs import MODEL_AUS, au_name
-from microexp_ros.models.au_inference import ActivationFilter, AUPredictor
+from microexp_ros.models.au_inference import ActivationFilter, AUPredictor, synthetic_events
 from microexp_ros.models.weights import WeightsError
 from microexp_ros.msg import ActionUnit, AUPredictions, FaceRegion, SyncedSample
 from microexp_ros.nodes.sample_input import (EventStreamWindows, RegionSource, RegionUnavailable, SampleError,
@@ -81,6 +85,7 @@ class AUClassifierNode(Node):
                                "au_classifier needs an events model")
         self.filter = ActivationFilter(p["on_threshold"], p["off_threshold"], p["min_windows"])
         self.params = p
+        self.warm_up()
         self.health = Health(self)
         self.current_face_id: str | None = None
         self.last_sequence: int | None = None
@@ -95,6 +100,14 @@ class AUClassifierNode(Node):
             self.create_subscription(FaceRegion, "face_region", self.on_face_region, qos.predictions_qos())
         self.get_logger().info(f"model '{self.predictor.name}' ({self.predictor.window_ns / 1e6:g} ms windows, "
                                f"{self.predictor.bins} bins, {self.predictor.size} px)")
+
+    def warm_up(self) -> None:
+        """Predict on a synthetic window of a sensor twice the model's input size (so the resampling runs too)."""
+        side = 2 * self.predictor.size
+        window = self.predictor.window_ns
+        times = self.predictor.warm_up(synthetic_events(side, side, 0, window), 0, window, (side, side))
+        self.get_logger().info(f"warm-up ({self.predictor.runner} model) on a synthetic {side}x{side} window: "
+                               + ", ".join(f"{ms:.0f}" for ms in times) + " ms")
 
     def on_face_region(self, msg: FaceRegion) -> None:
         self.health.count("in:face_region")

@@ -3,8 +3,13 @@
 Like metavision_driver: best-effort `events_qos()`, packets closed by `event_message_time_threshold` (s) or
 `event_message_size_threshold` (bytes), header.stamp = host time of the packet's first event, width/height/seq
 set, time_base 0. Sources: `file` (recordings and bags, paced at `rate`, optionally looped) and any kind in
-`microexp_ros.events.sources.SOURCE_KINDS` (e.g. `sim`). A source that cannot be opened or fails is logged,
-counted in diagnostics and retried with exponential backoff; the node never exits because of it.
+`microexp_ros.events.sources.SOURCE_KINDS`: `face` (the synthetic face generator through the event simulator),
+`sim` (a video file through the simulator), `camera` (a webcam through the simulator, stamped on arrival); their
+extra options go in `source_options`. An evt3 bag is forwarded as recorded (`forward_recorded_words`, on by
+default): each packet is the bag's own words between its bounds behind the decoder state
+(`SplicingPacketizer`, `count/packets_spliced`), encoded only where that cannot be shown to carry the same
+events (`count/packets_encoded`). A source that cannot be opened or fails is logged, counted in diagnostics
+and retried with exponential backoff; the node never exits because of it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from event_camera_msgs.msg import EventPacket
 from rclpy.node import Node
 from std_msgs.msg import Header
 
-from microexp_ros.events.packetizer import Packet, Packetizer
+from microexp_ros.events.packetizer import Packet, Packetizer, SplicingPacketizer
 from microexp_ros.events.sources import SOURCE_KINDS, EventStreamSource, Pacer, make_source
 from microexp_ros.ros import qos
 from microexp_ros.ros.dds import DISCOVERY_SETTLE_S
@@ -31,7 +36,13 @@ from microexp_ros.ros.stamps import to_time_msg
 
 PARAMS = [
     Param("source", "file", "where events come from", choices=tuple(SOURCE_KINDS)),
-    Param("file", "", "recording for source=file: .raw, .aedat4, .bin, rosbag2 or ROS 1 bag"),
+    Param("file", "", "recording for source=file: .raw, .aedat4, .bin, rosbag2 or ROS 1 bag (a video for sim)"),
+    Param("device", "0", "camera for source=camera: a device index, or a URL/file OpenCV opens"),
+    Param("seed", 0, "seed of the simulated sources (face, sim, camera): pixel noise, the face's episodes",
+          min=0, max=2**31 - 1),
+    Param("sensor_model", "high", "pixel model of the simulated sources: high (EVK4-like), low (DAVIS346-like)",
+          choices=("high", "low")),
+    Param("lighting", "normal", "lighting of source=face: normal, bright, dim, very_dim, flicker, shadow"),
     Param("rate", 1.0, "playback rate of recorded/simulated sources: 1 = real time, 0 = as fast as possible",
           min=0.0, max=1000.0),
     Param("loop", False, "restart the recording at its end"),
@@ -50,6 +61,8 @@ PARAMS = [
     Param("retry_initial_s", 0.5, "first retry delay after a source failure (s)", min=0.01, max=60.0),
     Param("retry_max_s", 10.0, "longest retry delay (s)", min=0.01, max=600.0),
     Param("exit_when_done", False, "exit (code 0) when a non-looping source ends"),
+    Param("forward_recorded_words", True, "publish an evt3 bag's own words re-cut at the packet bounds instead "
+                                          "of decoding and re-encoding them (false: always re-encode)"),
 ]
 
 
@@ -66,6 +79,7 @@ class EventCameraDriver(Node):
                 raise ValueError(f"parameter 'source_options' must be a YAML mapping, got {self.p['source_options']!r}")
             self.options.update(extra)
         self.seq = 0
+        self._msg: EventPacket | None = None
         self._stop = threading.Event()
         self._reported_drops: dict[str, int] = {}
         self._worker = threading.Thread(target=self._run, name="event_source", daemon=True)
@@ -110,15 +124,21 @@ class EventCameraDriver(Node):
             self._stop.wait(DISCOVERY_SETTLE_S)  # the subscribers must match us too
 
     def _stream(self, source: EventStreamSource) -> None:
-        packetizer = Packetizer(int(round(self.p["event_message_time_threshold"] * 1e9)),
-                                self.p["event_message_size_threshold"])
+        thresholds = (int(round(self.p["event_message_time_threshold"] * 1e9)), self.p["event_message_size_threshold"])
+        forwards = self.p["forward_recorded_words"] and getattr(source, "forwards_words", False)
+        packetizer = (SplicingPacketizer(source.width, source.height, *thresholds) if forwards
+                      else Packetizer(*thresholds))
         pacer = None if source.live else Pacer(self.p["rate"])
         self._reported_drops = {}
         for batch in source.batches():
             if self._stop.is_set():
                 return
             arrival = time.time_ns()
-            for packet in packetizer.add(batch.events, batch.triggers):
+            if forwards and batch.words is not None:
+                packets = packetizer.add_words(batch.words, batch.state, batch.events, batch.triggers)
+            else:
+                packets = packetizer.add(batch.events, batch.triggers)
+            for packet in packets:
                 self._publish(packet, source, pacer, arrival)
             self._count_drops(packetizer, source)
         for packet in packetizer.flush():
@@ -129,18 +149,31 @@ class EventCameraDriver(Node):
         stamp = arrival_ns if pacer is None else pacer.wait(packet.first_t, self._stop)
         if self._stop.is_set():
             return
-        msg = EventPacket(header=Header(stamp=to_time_msg(stamp), frame_id=self.p["frame_id"]),
-                          height=source.height, width=source.width, seq=self.seq, time_base=0,
-                          encoding="evt3", is_bigendian=False)
-        msg.events = packet.data
+        msg = self._message(source)
+        msg.header.stamp = to_time_msg(stamp)
+        msg.seq = self.seq
+        msg.events = packet.data   # bytes: one memcpy into the message's array
         self.publisher.publish(msg)
         self.seq += 1
         self.health.count("out:packets")
         self.health.count("out:events", int(packet.events.size))
         self.health.count("out:triggers", int(packet.triggers.size))
 
+    def _message(self, source: EventStreamSource) -> EventPacket:
+        """The packet message, built once per source and refilled per publish (publish copies it out)."""
+        msg = self._msg
+        if msg is None or (msg.width, msg.height) != (source.width, source.height):
+            msg = self._msg = EventPacket(header=Header(frame_id=self.p["frame_id"]), height=source.height,
+                                          width=source.width, time_base=0, encoding="evt3", is_bigendian=False)
+        return msg
+
     def _count_drops(self, packetizer: Packetizer, source: EventStreamSource) -> None:
-        """Report what the packetizer and the source dropped since the last call (their counters are totals)."""
+        """Report what the packetizer and the source dropped since the last call (their counters are totals),
+        and how a splicing packetizer made its packets."""
+        if isinstance(packetizer, SplicingPacketizer):
+            for key, total in (("packets_spliced", packetizer.spliced), ("packets_encoded", packetizer.encoded)):
+                self.health.count(key, total - self._reported_drops.get(key, 0))
+                self._reported_drops[key] = total
         for prefix, counter in (("packetizer", packetizer.drops), ("source", source.drops)):
             for reason, total in counter.items():
                 key = f"{prefix}:{reason}"

@@ -160,6 +160,7 @@ class EventStreamWindows:
             if self.clock.add(first, from_time_msg(packet.header.stamp)):
                 self._drops["clock_restart"] += 1
                 self._restart()
+                self._decoder.reset()  # re-synchronise after garbage, as time_sync does
             if self.first_t is None:
                 self.first_t = first
         self.cutter.add(events, result.triggers)

@@ -11,7 +11,15 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from microexp_ros.events.array import empty_events, empty_triggers
-from microexp_ros.sim.event_simulator import EventSimulator, SensorConfig
+from microexp_ros.sim.event_simulator import EventSimulator, SensorConfig, resample
+from microexp_ros.sim.video import bgr_to_linear, check_crop
+
+
+def sensor_luminance(bgr: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A camera's uint8 BGR frame as a width x height sensor sees it: linear luminance of its largest centred
+    box of the sensor's aspect ratio (so the face is not squashed), area-resampled."""
+    x, y, w, h = check_crop(None, bgr.shape[1], bgr.shape[0], aspect=width / height)
+    return resample(bgr_to_linear(bgr[y:y + h, x:x + w]), width, height)
 
 
 class SimulatedEventSource:

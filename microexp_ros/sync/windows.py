@@ -12,6 +12,7 @@ events-only mode (no RGB): back-to-back windows at a fixed rate.
 from __future__ import annotations
 
 import collections
+import functools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from microexp_ros.events.array import EVENT_DTYPE, TRIGGER_DTYPE, empty_triggers
+from microexp_ros.events.window import in_order_mask, join
 
 WINDOW_MODES = ("trailing", "centred")
 
@@ -38,13 +40,27 @@ def window_bounds(frame_t_ns: int, window_ns: int, mode: str = "trailing") -> tu
 
 @dataclass
 class Window:
-    """A cut window: bounds in sensor time, its events and triggers, and what the caller attached."""
+    """A cut window: bounds in sensor time, its events (as the history's chunks) and triggers, and what the
+    caller attached. `events` joins the chunks on first use; the counts do not need them joined (time_sync
+    forwards spliced input bytes and never needs the joined array)."""
 
     start: int
     end: int
-    events: np.ndarray
+    event_parts: list[np.ndarray]
     triggers: np.ndarray
     tag: Any = None
+
+    @functools.cached_property
+    def events(self) -> np.ndarray:
+        return join(self.event_parts, EVENT_DTYPE)
+
+    @property
+    def event_count(self) -> int:
+        return sum(part.size for part in self.event_parts)
+
+    @property
+    def on_count(self) -> int:
+        return sum(int(np.count_nonzero(part["p"])) for part in self.event_parts)
 
 
 @dataclass
@@ -71,6 +87,10 @@ class _History:
         return int(self.chunks[0]["t"][0]) if self.chunks else None
 
     def slice(self, start: int, end: int) -> np.ndarray:
+        return join(self.parts(start, end), self.dtype)
+
+    def parts(self, start: int, end: int) -> list[np.ndarray]:
+        """Views of the kept items with start <= t < end, chunk by chunk."""
         parts = []
         for chunk in self.chunks:
             t = chunk["t"]
@@ -78,13 +98,11 @@ class _History:
                 continue
             if t[0] >= end:
                 break
-            lo = int(np.searchsorted(t, start, side="left"))
-            hi = int(np.searchsorted(t, end, side="left"))
+            lo = 0 if t[0] >= start else int(np.searchsorted(t, start, side="left"))
+            hi = t.size if t[-1] < end else int(np.searchsorted(t, end, side="left"))
             if hi > lo:
                 parts.append(chunk[lo:hi])
-        if not parts:
-            return np.zeros(0, dtype=self.dtype)
-        return parts[0].copy() if len(parts) == 1 else np.concatenate(parts)
+        return parts
 
     def trim_before(self, t_ns: int) -> int:
         """Discard items with t < t_ns; return how many."""
@@ -148,9 +166,16 @@ class WindowCutter:
     def pending(self) -> int:
         return len(self._pending)
 
-    def add(self, events: np.ndarray, triggers: np.ndarray | None = None) -> None:
-        """Append the next decoded events/triggers of the stream (time-ordered; older ones are dropped)."""
+    @property
+    def history_start(self) -> int | None:
+        """Events before this time may have been discarded: no window can start earlier (None: nothing lost)."""
+        return self._lost_until
+
+    def add(self, events: np.ndarray, triggers: np.ndarray | None = None) -> int:
+        """Append the next decoded events/triggers of the stream (time-ordered; older ones are dropped and
+        counted); return how many were dropped as out of order."""
         triggers = empty_triggers(0) if triggers is None else triggers
+        given = events.size + triggers.size
         events = self._in_order(events, "events_out_of_order")
         triggers = self._in_order(triggers, "triggers_out_of_order")
         self._events.append(events)
@@ -162,18 +187,16 @@ class WindowCutter:
             self._advance(newest)
         self._trim()
         self._bound_memory()
+        return int(given - events.size - triggers.size)
 
     def _in_order(self, items: np.ndarray, reason: str) -> np.ndarray:
         if items.size == 0:
             return items
-        floor = self._last_t if self._last_t is not None else np.iinfo(np.int64).min
-        t = items["t"]
-        keep = t >= np.maximum.accumulate(np.maximum(t, floor))
-        bad = int(items.size - np.count_nonzero(keep))
-        if bad:
-            self.drops[reason] += bad
-            items = items[keep]
-        return items
+        keep = in_order_mask(items["t"], self._last_t if self._last_t is not None else np.iinfo(np.int64).min)
+        if keep is None:
+            return items
+        self.drops[reason] += int(items.size - np.count_nonzero(keep))
+        return items[keep]
 
     def advance(self, t_ns: int) -> None:
         """Declare the stream complete below `t_ns` (e.g. the clock says no older packet can still arrive)."""
@@ -208,7 +231,7 @@ class WindowCutter:
             if self._complete_until is None or req.end > self._complete_until:
                 still.append(req)
                 continue
-            out.append(Window(req.start, req.end, self._events.slice(req.start, req.end),
+            out.append(Window(req.start, req.end, self._events.parts(req.start, req.end),
                               self._triggers.slice(req.start, req.end), req.tag))
         self._pending = still
         self._trim()
