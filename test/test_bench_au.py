@@ -20,7 +20,8 @@ from microexp_ros.bringup.graphs import resolve
 from microexp_ros.events.aedat4 import Aedat4File
 from microexp_ros.events.reader_protocol import read_all
 from microexp_ros.events.window import window_slice
-from microexp_ros.models.au_inference import AUPredictor, encode_events, synthetic_events
+from microexp_ros.events.array import synthetic_events
+from microexp_ros.models.au_inference import AUPredictor, encode_events
 from microexp_ros.resources import share_path
 
 MS = 1_000_000

@@ -12,22 +12,10 @@ import numpy as np
 import torch
 
 from microexp_ros.bench.timing import latencies_ms
-from microexp_ros.events.array import empty_events
+from microexp_ros.events.array import synthetic_events
 
 SIZES = ((128, 128), (346, 260))
 WARMUP = 3  # untimed calls before each timed series
-
-
-def random_window(width: int, height: int, density: float, window_ns: int, seed: int = 0) -> np.ndarray:
-    """A time-sorted window of uniformly scattered events (`density` events per pixel)."""
-    rng = np.random.default_rng(seed)
-    n = int(density * width * height)
-    ev = empty_events(n)
-    ev["t"] = np.sort(rng.integers(0, window_ns, n))
-    ev["x"] = rng.integers(0, width, n)
-    ev["y"] = rng.integers(0, height, n)
-    ev["p"] = rng.integers(0, 2, n)
-    return ev
 
 
 def run_benchmark(threads: int = 2, repeats: int = 50, weights=None, density: float = 0.05) -> dict:
@@ -54,7 +42,7 @@ def run_benchmark(threads: int = 2, repeats: int = 50, weights=None, density: fl
             key = torch.rand(1, 1, h, w) if rec.uses_keyframe else None
             fire_voxel = voxel[:, : firenet.cfg.bins]
             state = firenet.initial_state(fire_voxel)
-            events = random_window(w, h, density, window_ns)
+            events = synthetic_events(w, h, 0, window_ns, count=int(density * w * h))
             keyframe = np.full((h, w), 128, np.uint8) if rec.uses_keyframe else None
             cvae_ms = latencies_ms(lambda: rec.model.reconstruct(voxel, key), repeats, WARMUP)
             fire_ms = latencies_ms(lambda: firenet(fire_voxel, state), repeats, WARMUP)

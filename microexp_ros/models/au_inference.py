@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from microexp_ros.bench.timing import latencies_ms
-from microexp_ros.events.array import empty_events
 from microexp_ros.events.histogram import polarity_histograms
 from microexp_ros.events.window import crop, window_slice
 from microexp_ros.facs import MODEL_AUS, NEUTRAL, SINGLE_LABEL_CLASSES
@@ -136,22 +135,6 @@ def encode_frames(
     gray = _resize_stack(picked.astype(np.float32) / 255.0, size)
     gray = (gray - gray.mean()) / (gray.std() + 1e-3)
     return gray.reshape(bins, 1, size, size).astype(np.float32)
-
-
-def synthetic_events(width: int, height: int, t0_ns: int, t1_ns: int, count: int = 4000, seed: int = 0) -> np.ndarray:
-    """`count` time-sorted events spread uniformly over [t0_ns, t1_ns) and a width x height sensor: a stand-in
-    window for warming up a model node before any data arrives (at least 2 events, so the compiled kernels
-    see the same array layout as real windows do)."""
-    if count < 2 or t1_ns <= t0_ns or width < 1 or height < 1:
-        raise ValueError(f"a synthetic window needs count >= 2, t1_ns > t0_ns and a sensor of at least 1x1, got "
-                         f"count={count}, [{t0_ns}, {t1_ns}), {width}x{height}")
-    rng = np.random.default_rng(seed)
-    events = empty_events(count)
-    events["t"] = np.sort(rng.integers(t0_ns, t1_ns, count))
-    events["x"] = rng.integers(0, width, count)
-    events["y"] = rng.integers(0, height, count)
-    events["p"] = rng.integers(0, 2, count)
-    return events
 
 
 # --- models ----------------------------------------------------------------------------------------------------

@@ -110,7 +110,7 @@ class Reconstructor:
 
     def warm_up(self, events: np.ndarray, t0_ns: int, t1_ns: int, width: int, height: int,
                 calls: int = 3) -> list[float]:
-        """Run `reconstruct` `calls` times on a window (e.g. `au_inference.synthetic_events`), with a gray
+        """Run `reconstruct` `calls` times on a window (e.g. `events.array.synthetic_events`), with a gray
         keyframe for keyframe models, so lazy work (numba kernels from cache, torch's first-call allocations and
         kernel choice) is done before the first real window; the wall ms of each call, first to last."""
         keyframe = np.full((height, width), 0.5, np.float32) if self.uses_keyframe else None

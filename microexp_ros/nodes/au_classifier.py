@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections import Counter
 
 import torch
 from builtin_interfaces.msg import Time
@@ -32,8 +31,9 @@ from event_camera_msgs.msg import EventPacket
 from rclpy.node import Node
 from std_msgs.msg import Header
 
+from microexp_ros.events.array import synthetic_events
 from microexp_ros.facs import MODEL_AUS, au_name
-from microexp_ros.models.au_inference import ActivationFilter, AUPredictor, synthetic_events
+from microexp_ros.models.au_inference import ActivationFilter, AUPredictor
 from microexp_ros.models.weights import WeightsError
 from microexp_ros.msg import ActionUnit, AUPredictions, FaceRegion, SyncedSample
 from microexp_ros.nodes.sample_input import (EventStreamWindows, RegionSource, RegionUnavailable, SampleError,
@@ -92,7 +92,7 @@ class AUClassifierNode(Node):
         self.publisher = self.create_publisher(AUPredictions, "/au_predictions", qos.predictions_qos())
         if p["events_only_topic"]:
             self.stream = EventStreamWindows(self.predictor.window_ns, int(round(1e9 / p["window_rate_hz"])))
-            self.stream_reported: Counter = Counter()
+            self.stream_reported: dict[str, int] = {}
             self.create_subscription(EventPacket, p["events_only_topic"], self.on_events, qos.events_qos())
         else:
             self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos())
@@ -132,11 +132,7 @@ class AUClassifierNode(Node):
         except SampleError as error:
             self.health.error(error.kind, str(error))
             return
-        totals = self.stream.drops()
-        for reason, total in totals.items():
-            if total > self.stream_reported[reason]:
-                self.health.drop(reason, total - self.stream_reported[reason])
-        self.stream_reported = totals
+        self.health.drop_increase(self.stream.drops(), self.stream_reported)
         for cut in windows:
             self.classify(cut.window, to_time_msg(max(cut.host_start_ns, 0)), to_time_msg(max(cut.host_end_ns, 0)),
                           cut.frame_id)

@@ -81,7 +81,7 @@ class EventCameraDriver(Node):
         self.seq = 0
         self._msg: EventPacket | None = None
         self._stop = threading.Event()
-        self._reported_drops: dict[str, int] = {}
+        self._reported: dict[str, dict[str, int]] = {}   # per counter group: totals already reported
         self._worker = threading.Thread(target=self._run, name="event_source", daemon=True)
         self._worker.start()
 
@@ -129,7 +129,7 @@ class EventCameraDriver(Node):
         packetizer = (SplicingPacketizer(source.width, source.height, *thresholds) if forwards
                       else Packetizer(*thresholds))
         pacer = None if source.live else Pacer(self.p["rate"])
-        self._reported_drops = {}
+        self._reported = {"packetizer": {}, "source": {}, "packets": {}}
         for batch in source.batches():
             if self._stop.is_set():
                 return
@@ -171,16 +171,12 @@ class EventCameraDriver(Node):
         """Report what the packetizer and the source dropped since the last call (their counters are totals),
         and how a splicing packetizer made its packets."""
         if isinstance(packetizer, SplicingPacketizer):
+            seen = self._reported["packets"]
             for key, total in (("packets_spliced", packetizer.spliced), ("packets_encoded", packetizer.encoded)):
-                self.health.count(key, total - self._reported_drops.get(key, 0))
-                self._reported_drops[key] = total
+                self.health.count(key, total - seen.get(key, 0))
+                seen[key] = total
         for prefix, counter in (("packetizer", packetizer.drops), ("source", source.drops)):
-            for reason, total in counter.items():
-                key = f"{prefix}:{reason}"
-                new = total - self._reported_drops.get(key, 0)
-                if new > 0:
-                    self.health.drop(key, new)
-                    self._reported_drops[key] = total
+            self.health.drop_increase(counter, self._reported[prefix], f"{prefix}:")
 
     def close(self) -> None:
         self._stop.set()

@@ -25,7 +25,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from microexp_ros.events.window import crop
-from microexp_ros.models.au_inference import synthetic_events
+from microexp_ros.events.array import synthetic_events
 from microexp_ros.models.recon_inference import Reconstructor
 from microexp_ros.msg import FaceRegion, ReconstructionQuality, SyncedSample
 from microexp_ros.nodes.sample_input import (RegionSource, RegionUnavailable, camera_frame, read_sample,

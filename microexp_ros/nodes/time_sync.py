@@ -148,7 +148,7 @@ class TimeSync(Node):
             if self.splicer is not None:
                 self.splicer.reset()
             return
-        self._report(self.decoder.drops, self.decoder_drops, "decode:")
+        self.health.drop_increase(self.decoder.drops, self.decoder_drops, "decode:")
         events, triggers = result.events, result.triggers
         self.health.count("in:events", int(events.size))
         if events.size == 0 and triggers.size == 0:
@@ -225,7 +225,7 @@ class TimeSync(Node):
                 self.health.drop("events_only_windows_skipped", self.fixed.skipped - skipped)
         for window in self.cutter.ready():
             self._publish(window)
-        self._report(self.cutter.drops, self.cutter_drops, "")
+        self.health.drop_increase(self.cutter.drops, self.cutter_drops)
         self.health.values["buffer/events"] = self.cutter.buffered_events
         self.health.values["buffer/pending"] = self.cutter.pending
 
@@ -276,12 +276,6 @@ class TimeSync(Node):
         self.health.count("out:samples")
         self.health.count("out:events", window.event_count)
 
-    def _report(self, totals, seen: dict[str, int], prefix: str) -> None:
-        for reason, total in totals.items():
-            new = total - seen.get(reason, 0)
-            if new > 0:
-                self.health.drop(prefix + reason, new)
-                seen[reason] = total
 
 
 def main() -> None:

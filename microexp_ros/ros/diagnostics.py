@@ -7,6 +7,7 @@ each reason (then every 100th), and reports the totals once a second as diagnost
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
@@ -33,6 +34,15 @@ class Health:
     def drop(self, reason: str, n: int = 1) -> None:
         self.drops[reason] += n
         self._log_sometimes(self.drops, reason, "dropped", n)
+
+    def drop_increase(self, totals: Mapping[str, int], seen: dict[str, int], prefix: str = "") -> None:
+        """Count as drops (reason `prefix` + key) what the cumulative counters `totals` of a codec, cutter or
+        source gained since `seen`, the totals already reported (updated here)."""
+        for reason, total in totals.items():
+            new = total - seen.get(reason, 0)
+            if new > 0:
+                self.drop(prefix + reason, new)
+                seen[reason] = total
 
     def error(self, kind: str, detail: str) -> None:
         """Count a bad input or failure of `kind`; log it (the first time and then every 100th)."""
