@@ -89,7 +89,8 @@ class AUClassifierNode(Node):
         self.health = Health(self)
         self.current_face_id: str | None = None
         self.last_sequence: int | None = None
-        self.publisher = self.create_publisher(AUPredictions, "/au_predictions", qos.predictions_qos())
+        # Subscriptions before publishers: a bag player that waits for our publishers then knows our inputs
+        # were announced first, so the first samples are not missed.
         if p["events_only_topic"]:
             self.stream = EventStreamWindows(self.predictor.window_ns, int(round(1e9 / p["window_rate_hz"])))
             self.stream_reported: dict[str, int] = {}
@@ -98,6 +99,7 @@ class AUClassifierNode(Node):
             self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos())
         if p["use_face_region"]:
             self.create_subscription(FaceRegion, "face_region", self.on_face_region, qos.predictions_qos())
+        self.publisher = self.create_publisher(AUPredictions, "/au_predictions", qos.predictions_qos())
         self.get_logger().info(f"model '{self.predictor.name}' ({self.predictor.window_ns / 1e6:g} ms windows, "
                                f"{self.predictor.bins} bins, {self.predictor.size} px)")
 

@@ -78,13 +78,15 @@ class FaceRegionNode(Node):
         self.detector = None if p["source"] == "static" else FaceDetector(p["upsample"], p["threshold"],
                                                                           p["max_side"])
         self.health = Health(self)
-        self.region_pub = self.create_publisher(FaceRegion, "~/region", qos.predictions_qos())
-        self.roi_pub = self.create_publisher(NormalizedRegionOfInterest2D, f"/humans/faces/{p['face_id']}/roi",
-                                             qos.predictions_qos())
+        # Subscriptions before publishers: a bag player that waits for our publishers then knows our inputs
+        # were announced first, so the first samples are not missed.
         if p["source"] == "image":
             self.create_subscription(Image, "image", self.on_image, qos.image_qos())
         else:
             self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos())
+        self.region_pub = self.create_publisher(FaceRegion, "~/region", qos.predictions_qos())
+        self.roi_pub = self.create_publisher(NormalizedRegionOfInterest2D, f"/humans/faces/{p['face_id']}/roi",
+                                             qos.predictions_qos())
 
     def _sensor_size(self, msg: SyncedSample | None) -> tuple[int, int] | None:
         if 0 not in self.event_size:

@@ -84,11 +84,13 @@ class ReconstructionNode(Node):
         self.warm_up(None if p["use_face_region"] else self.regions.fixed.event_roi)
         self.health = Health(self)
         self.keyframe: np.ndarray | None = None
-        self.image_pub = self.create_publisher(Image, "~/image", qos.image_qos())
-        self.quality_pub = self.create_publisher(ReconstructionQuality, "~/quality", qos.predictions_qos())
+        # Subscriptions before publishers: a bag player that waits for our publishers then knows our inputs
+        # were announced first, so the first samples are not missed.
         self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos())
         if p["use_face_region"]:
             self.create_subscription(FaceRegion, "face_region", self.on_face_region, qos.predictions_qos())
+        self.image_pub = self.create_publisher(Image, "~/image", qos.image_qos())
+        self.quality_pub = self.create_publisher(ReconstructionQuality, "~/quality", qos.predictions_qos())
 
     def warm_up(self, roi: tuple[int, int, int, int] | None) -> None:
         """Reconstruct a synthetic window of the fixed region's size (WARM_UP_SIZE when it is not known)."""
