@@ -97,10 +97,12 @@ class TimeSync(Node):
         self.waiting_images: deque[Image] = deque(maxlen=self.p["max_pending"])
         self.last_packet_wall = 0.0
         _warm_up_codecs()
-        self.publisher = self.create_publisher(SyncedSample, "~/samples", qos.samples_qos())
+        # Subscriptions before the publisher: a bag player that waits for our publisher then knows our inputs
+        # were announced first, so the first packets and frames are not missed.
         self.events_sub = self.create_subscription(EventPacket, "events", self.on_events, qos.events_qos())
         if not self.p["events_only"]:
             self.create_subscription(Image, "image", self.on_image, qos.image_qos())
+        self.publisher = self.create_publisher(SyncedSample, "~/samples", qos.samples_qos())
         self.create_timer(0.05, self.on_timer)
 
     # ---- events ----------------------------------------------------------------------------------------
