@@ -184,15 +184,25 @@ def running(ros_env, tmp_path_factory):
     assert code == 0, graph.text()[-3000:]
 
 
+def _standbys_ready(log: str) -> bool:
+    """Each node's newest standby has done its imports: a kill now is measured on a settled graph, not one
+    sharing its two cores with a replacement standby that is still importing torch."""
+    return all(log.rfind(f"[standby] {node} ready") > log.rfind(f"respawned {node} ") for node in KILLS)
+
+
 def _resume_after_kill(graph: Graph, watcher: Watcher, node: str, topic: str) -> float:
-    """SIGKILL `node`; seconds until `topic` carries a message about a new window: windows of frames that had
-    arrived before the kill (in flight, or closed by time_sync's timeout when the input died) do not count."""
+    """SIGKILL `node` once its hot standby is ready; seconds until `topic` carries a message about a new window:
+    windows of frames that had arrived before the kill (in flight, or closed by time_sync's timeout when the
+    input died) do not count."""
+    assert watcher.wait_for(lambda: _standbys_ready(graph.text()), 60.0), \
+        f"the standby processes did not all become ready:\n{graph.text()[-2000:]}"
     pid = graph.pid(node)
     killed, killed_wall = time.monotonic(), time.time()
     os.kill(pid, signal.SIGKILL)
     old = watcher.frames_between(killed - 1.5, killed + 0.05)   # the bag replays at 1x: frames take < 50 ms
-    assert watcher.wait_for(lambda: re.search(rf"respawned {node} .*pid (?!{pid}\b)\d+", graph.text()), 10.0), \
-        f"{node} was not respawned:\n{graph.text()[-2000:]}"
+    assert watcher.wait_for(lambda: re.search(rf"respawned {node} .*from standby.*pid (?!{pid}\b)\d+",
+                                              graph.text()), 10.0), \
+        f"{node} was not respawned from its standby:\n{graph.text()[-2000:]}"
     respawned = time.monotonic()
     assert watcher.wait_for(lambda: watcher.after(killed, topic, old), 30.0), \
         f"{topic} did not resume after killing {node}"
@@ -206,18 +216,19 @@ def _resume_after_kill(graph: Graph, watcher: Watcher, node: str, topic: str) ->
     return first - killed
 
 
-# node killed -> the stream it feeds, and the longest gap accepted (s). The issue's target for the AU path a
-# robot behaviour waits on (sensor input → time_sync → au_classifier) is 2 s; on the 2-core CI machine a
-# respawned Python node needs 1-2.5 s to start and be discovered, so the test guards a looser bound and prints
-# the measured gap (docs/robustness.md records the figures). Model nodes load torch and their weights first.
+# node killed -> the stream it feeds, and the longest gap accepted (s). The issue's target is 2 s for the AU path
+# a robot behaviour waits on (sensor input → time_sync → au_classifier): `microexp launch` promotes a hot standby
+# (imports done, DDS participant already discovered), measured 0.4-0.9 s on this 2-core machine (docs/robustness.md).
+# The bag player restarts the recording from its start; the visualizer needs a prediction and a sample of the
+# same window.
 KILLS = {
-    "time_sync": ("/au_predictions", 6.0),
-    "bag_player": ("/au_predictions", 10.0),
-    "face_region": ("/face_region/region", 10.0),
-    "hri_bridge": ("/humans/faces/tracked", 10.0),
-    "visualizer": ("/visualizer/au_overlay", 10.0),
-    "au_classifier": ("/au_predictions", 20.0),
-    "reconstruction": ("/reconstruction/image", 20.0),
+    "time_sync": ("/au_predictions", 2.0),
+    "bag_player": ("/au_predictions", 5.0),
+    "face_region": ("/face_region/region", 2.0),
+    "hri_bridge": ("/humans/faces/tracked", 2.0),
+    "visualizer": ("/visualizer/au_overlay", 5.0),
+    "au_classifier": ("/au_predictions", 2.0),
+    "reconstruction": ("/reconstruction/image", 2.0),
 }
 
 

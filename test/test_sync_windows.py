@@ -136,3 +136,22 @@ def test_join_copies_records_and_in_order_mask_finds_backward_steps(recording):
     assert in_order_mask(t, int(t[0]) + 1).tolist() == (t >= int(t[0]) + 1).tolist()
     assert in_order_mask(np.array([5, 7, 6, 7, 9]), 0).tolist() == [True, True, False, True, True]
 
+
+
+def test_a_stream_joined_mid_way_gives_no_window_reaching_before_its_first_event(recording):
+    """A restarted time_sync sees a running stream from some packet on: windows reaching back before it
+    would miss events, so they are discarded (counted); the first window after it is complete."""
+    events, triggers = recording
+    packets = list(_stream(events, triggers))[500:]
+    first = int(packets[0][0]["t"][0])
+    cutter = WindowCutter(history_ns=300_000_000)
+    cutter.missed_before(first)
+    cutter.request(first - 1, first + 30_000_000)
+    cutter.request(first, first + 30_000_000)
+    windows = []
+    for ev, tr in packets:
+        cutter.add(ev, tr)
+        windows += cutter.ready()
+    (window,) = windows
+    assert cutter.drops["window_start_discarded"] == 1
+    assert window.start == first and np.array_equal(window.events, _offline(events, first, first + 30_000_000))

@@ -237,7 +237,10 @@ def replay_graph(bag: str = "", rate: str = "", resolution: str = "high", verbos
     """Replay `bag` (default: the embedded one) through the hri graph, or only its `nodes`, with a collector
     listening; `parameters` overrides node parameters by node name (e.g. {"au_classifier": {"threads": 2}}),
     `log` gets the launcher's lines, `dds_stamps` is the Collector's."""
-    launcher = Launcher("hri", {"source": "bag", "bag": bag, "rate": rate, "resolution": resolution}, log=log)
+    # No standby processes: their imports would take CPU from the one replay whose latency this measures
+    # (a crashed node is still respawned, from a cold start).
+    launcher = Launcher("hri", {"source": "bag", "bag": bag, "rate": rate, "resolution": resolution}, log=log,
+                        standby=False)
     if nodes is not None:
         launcher.specs = select_nodes(launcher.specs, nodes)
     launcher.specs = override_parameters(launcher.specs, parameters or {})

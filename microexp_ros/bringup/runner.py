@@ -3,6 +3,8 @@
 Each node gets the same command line `ros2 launch` would give it (executable from <prefix>/lib/microexp_ros,
 --params-file for its config files, -p overrides, -r remappings). The runner forwards SIGINT/SIGTERM, reports
 each node's exit, respawns nodes marked respawn, and escalates to SIGTERM/SIGKILL for nodes that do not stop.
+For each respawning node it keeps a hot standby process, imports done (microexp_ros.ros.runtime), and promotes
+it when the node dies, so the replacement is up in a fraction of a cold start.
 """
 
 from __future__ import annotations
@@ -19,6 +21,12 @@ from pathlib import Path
 from microexp_ros.bringup.graphs import NodeSpec, resolve
 from microexp_ros.resources import PACKAGE, share_dir
 from microexp_ros.ros.dds import TRANSPORT_ENV, configure_transport
+from microexp_ros.ros.runtime import STANDBY_ENV, START_LINE
+
+# A standby starts this long after its node (re)started: its imports take a core for a second or two, which
+# the starting graph or a just-promoted node needs more. At launch they start one per STANDBY_STAGGER_S.
+STANDBY_DELAY_S = 5.0
+STANDBY_STAGGER_S = 1.0
 
 
 def executable_path(name: str) -> Path:
@@ -52,13 +60,15 @@ class _Process:
     popen: subprocess.Popen
     restarts: int = 0
     restart_at: float | None = None
+    standby: subprocess.Popen | None = None
+    standby_at: float | None = None
 
 
 class Launcher:
     """Runs one graph until SIGINT/SIGTERM, a duration, every node exiting, or a chosen node exiting."""
 
     def __init__(self, graph: str, overrides: Mapping[str, str], env: Mapping[str, str] | None = None,
-                 log: Callable[[str], None] = print, stop_timeout_s: float = 10.0) -> None:
+                 log: Callable[[str], None] = print, stop_timeout_s: float = 10.0, standby: bool = True) -> None:
         self.args, self.specs = resolve(graph, overrides)
         self.env = dict(os.environ if env is None else env)
         self.env[TRANSPORT_ENV] = self.args["dds_transport"]
@@ -66,14 +76,52 @@ class Launcher:
         configure_transport(self.env)
         self.log = log
         self.stop_timeout_s = stop_timeout_s
+        self.standby = standby
         self.processes: dict[str, _Process] = {}
         self.exit_codes: dict[str, list[int]] = {}
         self._stop_requested = False
         self.stop_s: float | None = None   # how long the nodes took to exit after SIGINT
 
-    def _start(self, spec: NodeSpec) -> subprocess.Popen:
+    def _start(self, spec: NodeSpec, standby: bool = False) -> subprocess.Popen:
         # A session of its own: a terminal's Ctrl-C reaches the runner, which forwards it once.
-        return subprocess.Popen(node_command(spec), env=self.env, start_new_session=True)
+        if not standby:
+            return subprocess.Popen(node_command(spec), env=self.env, start_new_session=True)
+        return subprocess.Popen(node_command(spec), env=self.env | {STANDBY_ENV: "1"}, stdin=subprocess.PIPE,
+                                start_new_session=True)
+
+    def _respawn(self, proc: _Process) -> None:
+        """Promote the node's standby if it is still waiting (else start the node cold), then a new standby."""
+        standby, proc.standby = proc.standby, None
+        how = "cold start"
+        if standby is not None and standby.poll() is None:
+            try:
+                standby.stdin.write(f"{START_LINE}\n".encode())
+                standby.stdin.close()
+                proc.popen, how = standby, "from standby"
+            except BrokenPipeError:
+                standby.wait()
+        if how == "cold start":
+            proc.popen = self._start(proc.spec)
+        proc.restart_at = None
+        proc.restarts += 1
+        self.log(f"[launch] respawned {proc.spec.name} (restart {proc.restarts}, {how}), pid {proc.popen.pid}")
+        self._plan_standby(proc)
+
+    def _plan_standby(self, proc: _Process, later_s: float = 0.0) -> None:
+        if self.standby and proc.spec.respawn:
+            proc.standby_at = time.monotonic() + STANDBY_DELAY_S + later_s
+
+    def _retire_standbys(self) -> None:
+        """Close each standby's stdin: a standby that was not needed exits 0."""
+        standbys = [p.standby for p in self.processes.values() if p.standby is not None]
+        for standby in standbys:
+            standby.stdin.close()
+        for standby in standbys:
+            try:
+                standby.wait(timeout=self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                standby.kill()
+                standby.wait()
 
     def request_stop(self, *_: object) -> None:
         self._stop_requested = True
@@ -92,6 +140,8 @@ class Launcher:
                 self.processes[spec.name] = _Process(spec, self._start(spec))
                 self.log(f"[launch] started {spec.name} ({spec.executable}), pid "
                          f"{self.processes[spec.name].popen.pid}")
+            for i, proc in enumerate(p for p in self.processes.values() if p.spec.respawn):
+                self._plan_standby(proc, i * STANDBY_STAGGER_S)
             deadline = None if duration_s is None else time.monotonic() + duration_s
             while not self._stop_requested:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -104,6 +154,7 @@ class Launcher:
                 time.sleep(0.05)
             self._stop_all()
         finally:
+            self._retire_standbys()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         # A node that crashed and was respawned is reported above; the graph's result is how each node ended.
@@ -124,11 +175,11 @@ class Launcher:
         """Handle exits and respawns; True when the graph is finished."""
         now = time.monotonic()
         for name, proc in self.processes.items():
+            if proc.standby_at is not None and now >= proc.standby_at:
+                proc.standby, proc.standby_at = self._start(proc.spec, standby=True), None
             if proc.restart_at is not None:
                 if now >= proc.restart_at:
-                    proc.popen, proc.restart_at = self._start(proc.spec), None
-                    proc.restarts += 1
-                    self.log(f"[launch] respawned {name} (restart {proc.restarts}), pid {proc.popen.pid}")
+                    self._respawn(proc)
                 continue
             code = proc.popen.poll()
             if code is None or name in self.exit_codes and len(self.exit_codes[name]) > proc.restarts:

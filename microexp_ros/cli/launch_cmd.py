@@ -18,6 +18,8 @@ def register(group) -> None:
         parser.add_argument("assignments", nargs="*", metavar="name:=value", help="launch arguments")
         parser.add_argument("--duration", type=float, help="stop the graph after this many seconds")
         parser.add_argument("--until-exit", metavar="NODE", help="stop the graph when this node exits")
+        parser.add_argument("--no-standby", dest="standby", action="store_false",
+                            help="no hot standby process per respawning node (respawns then start cold)")
         parser.set_defaults(func=run, graph=name)
 
 
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from microexp_ros.bringup.runner import Launcher
 
     try:
-        launcher = Launcher(args.graph, parse_assignments(args.assignments))
+        launcher = Launcher(args.graph, parse_assignments(args.assignments), standby=args.standby)
     except (KeyError, ValueError, FileNotFoundError) as error:
         print(f"microexp launch {args.graph}: {error}", file=sys.stderr)
         return 2

@@ -10,7 +10,9 @@ microexp_ros/AUPredictions stamped with the window end (host time).
 
 Before it subscribes (and before `/au_predictions` exists, which a bag player waits for) the node runs the
 model on a synthetic window: the first call of a fresh process costs about a second (numba runtime and
-kernels, torch's first allocations), which would otherwise delay the first real windows and queue the next.
+kernels, torch's first allocations and the trace), which would otherwise delay the first real windows and
+queue the next. The shipped model is loaded and warmed up before rclpy starts (`prepare_default_model`), so a
+hot standby process has done it while it waits.
 
 Defined behaviour on odd input (all counted in /diagnostics, the node keeps running):
 - empty window (no events): the model runs on the empty input and its output is published like any other;
@@ -70,6 +72,24 @@ PARAMS = [
 ]
 
 
+# The shipped model, loaded and warmed up by `prepare_default_model` before the node exists: a node whose
+# `model_path` is the default takes it instead of loading its own.
+_prepared: list[AUPredictor] = []
+
+
+def _warm_up(predictor: AUPredictor) -> list[float]:
+    """Predict on a synthetic window of a sensor twice the model's input size (so the resampling runs too);
+    the wall ms of each call."""
+    side, window = 2 * predictor.size, predictor.window_ns
+    return predictor.warm_up(synthetic_events(side, side, 0, window), 0, window, (side, side))
+
+
+def prepare_default_model() -> None:
+    predictor = AUPredictor.from_file(None)
+    _warm_up(predictor)
+    _prepared.append(predictor)
+
+
 class AUClassifierNode(Node):
     def __init__(self) -> None:
         super().__init__("au_classifier")
@@ -79,7 +99,8 @@ class AUClassifierNode(Node):
         if p["off_threshold"] > p["on_threshold"]:
             raise ParameterError(f"off_threshold {p['off_threshold']} is above on_threshold {p['on_threshold']}")
         torch.set_num_threads(p["threads"])
-        self.predictor = AUPredictor.from_file(p["model_path"] or None)
+        self.predictor = (_prepared.pop() if _prepared and not p["model_path"]
+                          else AUPredictor.from_file(p["model_path"] or None))
         if self.predictor.modality != "events":
             raise WeightsError(f"weights '{self.predictor.name}' take {self.predictor.modality} input; "
                                "au_classifier needs an events model")
@@ -104,10 +125,7 @@ class AUClassifierNode(Node):
                                f"{self.predictor.bins} bins, {self.predictor.size} px)")
 
     def warm_up(self) -> None:
-        """Predict on a synthetic window of a sensor twice the model's input size (so the resampling runs too)."""
-        side = 2 * self.predictor.size
-        window = self.predictor.window_ns
-        times = self.predictor.warm_up(synthetic_events(side, side, 0, window), 0, window, (side, side))
+        times, side = _warm_up(self.predictor), 2 * self.predictor.size
         self.get_logger().info(f"warm-up ({self.predictor.runner} model) on a synthetic {side}x{side} window: "
                                + ", ".join(f"{ms:.0f}" for ms in times) + " ms")
 
@@ -178,7 +196,7 @@ class AUClassifierNode(Node):
 
 
 def main() -> None:
-    sys.exit(run_node(AUClassifierNode))
+    sys.exit(run_node(AUClassifierNode, prepare=prepare_default_model))
 
 
 if __name__ == "__main__":

@@ -163,6 +163,8 @@ class EventStreamWindows:
                 self._decoder.reset()  # re-synchronise after garbage, as time_sync does
             if self.first_t is None:
                 self.first_t = first
+                if packet.seq != 0:  # a stream joined mid-way: nothing before its first packet was seen
+                    self.cutter.missed_before(first)
         self.cutter.add(events, result.triggers)
         for start, end in self.fixed.due(self.first_t, self.cutter.complete_until):
             self.cutter.request(start, end)

@@ -96,7 +96,6 @@ class TimeSync(Node):
         self.cutter_drops: dict[str, int] = {}
         self.waiting_images: deque[Image] = deque(maxlen=self.p["max_pending"])
         self.last_packet_wall = 0.0
-        _warm_up_codecs()
         # Subscriptions before the publisher: a bag player that waits for our publisher then knows our inputs
         # were announced first, so the first packets and frames are not missed.
         self.events_sub = self.create_subscription(EventPacket, "events", self.on_events, qos.events_qos())
@@ -167,6 +166,8 @@ class TimeSync(Node):
             state = None   # the decoder state changed under this packet: the splicer starts after it
         if self.first_t is None:
             self.first_t = first
+            if msg.seq != 0:  # a stream joined mid-way (restarted node, late start): nothing before was seen
+                self.cutter.missed_before(first)
         dropped = self.cutter.add(events, triggers)
         if self.splicer is not None:
             self.splicer.add(msg.events, state, events, triggers, clean=dropped == 0)
@@ -281,7 +282,7 @@ class TimeSync(Node):
 
 
 def main() -> None:
-    sys.exit(run_node(TimeSync))
+    sys.exit(run_node(TimeSync, prepare=_warm_up_codecs))
 
 
 if __name__ == "__main__":

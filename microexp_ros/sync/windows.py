@@ -198,6 +198,11 @@ class WindowCutter:
         self.drops[reason] += int(items.size - np.count_nonzero(keep))
         return items[keep]
 
+    def missed_before(self, t_ns: int) -> None:
+        """Events before `t_ns` were never received (a running stream joined mid-way, e.g. by a restarted
+        node): windows starting earlier would be incomplete, so they are discarded and counted."""
+        self._mark_lost(int(t_ns))
+
     def advance(self, t_ns: int) -> None:
         """Declare the stream complete below `t_ns` (e.g. the clock says no older packet can still arrive)."""
         self._advance(int(t_ns))
