@@ -148,6 +148,27 @@ def test_training_rejects_bad_options(au_dataset, tmp_path):
         TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), modality="audio")
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), epochs=0)
+    with pytest.raises(ValueError, match="shift_px"):
+        TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), shift_px=32)
+
+
+def test_shift_translates_each_input_and_fills_the_border_with_zeros():
+    from microexp_ros.train.au import shift_inputs
+
+    x = torch.rand(64, 8, 2, 16, 16) + 1.0   # no zeros inside
+    shifted = shift_inputs(x, 3, torch.Generator().manual_seed(1))
+    assert shifted.shape == x.shape and torch.equal(shift_inputs(x, 0, None), x)
+    moves = set()
+    for before, after in zip(x, shifted):
+        rows = (after[0, 0] != 0).any(1).nonzero().flatten()
+        cols = (after[0, 0] != 0).any(0).nonzero().flatten()
+        dy = int(rows[0]) if rows[0] > 0 else int(rows[-1]) - 15   # >0: moved down, <=0: moved up
+        dx = int(cols[0]) if cols[0] > 0 else int(cols[-1]) - 15
+        assert abs(dy) <= 3 and abs(dx) <= 3
+        src = before[..., max(-dy, 0):16 - max(dy, 0), max(-dx, 0):16 - max(dx, 0)]
+        assert torch.equal(after[..., max(dy, 0):16 - max(-dy, 0), max(dx, 0):16 - max(-dx, 0)], src)
+        moves.add((dy, dx))
+    assert len(moves) > 10   # each input its own translation
 
 
 @pytest.fixture(autouse=True)

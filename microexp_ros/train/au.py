@@ -1,8 +1,8 @@
 """Training of the AU classifiers (SNN on events or RGB frames, reference CNN) on a microexp dataset.
 
 Windows come from `select_window` and inputs from `encode_events` / `encode_frames`, the very functions the
-predictor uses online. Training windows are jittered copies (and random horizontal flips) of each clip's
-labelled window; validation uses the fixed windows of the evaluation. Early stopping watches validation
+predictor uses online. Training windows are jittered copies (and random horizontal flips and, with `shift_px`,
+translations: a face region is never centred exactly) of each clip's labelled window; validation uses the fixed windows of the evaluation. Early stopping watches validation
 accuracy; the best weights are checkpointed to the output file (with its JSON sidecar) whenever they improve.
 """
 
@@ -55,6 +55,7 @@ class TrainOptions:
     patience: int = 6
     jitter_ns: int = 40_000_000
     copies: int = 3
+    shift_px: int = 0
     max_minutes: float = 20.0
     threads: int = 2
     command: str = field(default_factory=lambda: " ".join(sys.argv))
@@ -71,6 +72,8 @@ class TrainOptions:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0 or self.window_ns <= 0 or self.jitter_ns < 0 or not self.max_minutes > 0:
             raise ValueError("lr, window and max_minutes must be positive and jitter non-negative")
+        if not 0 <= self.shift_px < self.size // 2:
+            raise ValueError(f"shift_px must be in [0, size/2), got {self.shift_px}")
 
     def model_config(self) -> dict[str, Any]:
         """The architecture/input config saved in the sidecar and passed to build_au_model."""
@@ -137,9 +140,21 @@ def _loss(au_logits: torch.Tensor, class_logits: torch.Tensor, multi: torch.Tens
     return F.cross_entropy(class_logits, label) + F.binary_cross_entropy_with_logits(au_logits, multi)
 
 
+def shift_inputs(x: torch.Tensor, max_px: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Each input [..., H, W] of the batch translated by its own random (dy, dx) in [-max_px, max_px], the
+    uncovered border zero (no events, or the standardised frame's mean)."""
+    if max_px == 0:
+        return x
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (max_px, max_px, max_px, max_px))
+    offsets = torch.randint(0, 2 * max_px + 1, (len(x), 2), generator=generator).tolist()
+    return torch.stack([p[..., dy:dy + h, dx:dx + w] for p, (dy, dx) in zip(padded, offsets)])
+
+
 def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: torch.optim.Optimizer | None,
-              generator: torch.Generator | None = None, desc: str = "") -> tuple[float, float]:
-    """One pass (training when an optimizer is given, with shuffling and random flips); (mean loss, accuracy)."""
+              generator: torch.Generator | None = None, desc: str = "", shift_px: int = 0) -> tuple[float, float]:
+    """One pass (training when an optimizer is given, with shuffling, random flips and `shift_px`
+    translations); (mean loss, accuracy)."""
     training = optimizer is not None
     model.train(training)
     order = torch.randperm(len(data), generator=generator) if training else torch.arange(len(data))
@@ -152,6 +167,7 @@ def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: tor
             if training:
                 flip = torch.rand(len(idx), generator=generator) < 0.5
                 x[flip] = x[flip].flip(-1)
+                x = shift_inputs(x, shift_px, generator)
             au_logits, class_logits = model(x)
             loss = _loss(au_logits, class_logits, data.multi[idx], data.label[idx])
             if not torch.isfinite(loss):
@@ -219,7 +235,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     train_start = time.perf_counter()
     for epoch in range(1, opts.epochs + 1):
         train_loss, train_acc = run_epoch(model, train_set, opts.batch_size, optimizer, generator,
-                                          desc=f"epoch {epoch}/{opts.epochs}")
+                                          desc=f"epoch {epoch}/{opts.epochs}", shift_px=opts.shift_px)
         scheduler.step()
         val_loss, val_acc = run_epoch(model, val_set, 64, None)
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
