@@ -27,6 +27,7 @@ from microexp_ros.ros.runtime import STANDBY_ENV, START_LINE
 # the starting graph or a just-promoted node needs more. At launch they start one per STANDBY_STAGGER_S.
 STANDBY_DELAY_S = 5.0
 STANDBY_STAGGER_S = 1.0
+STANDBY_RETIRE_S = 1.0   # how long standbys get to leave on their own when the graph stops
 
 
 def executable_path(name: str) -> Path:
@@ -112,13 +113,15 @@ class Launcher:
             proc.standby_at = time.monotonic() + STANDBY_DELAY_S + later_s
 
     def _retire_standbys(self) -> None:
-        """Close each standby's stdin: a standby that was not needed exits 0."""
+        """Close each standby's stdin: a waiting standby leaves the DDS domain and exits 0. One still importing
+        would take seconds to get there and holds nothing yet: it is killed after a moment."""
         standbys = [p.standby for p in self.processes.values() if p.standby is not None]
         for standby in standbys:
             standby.stdin.close()
+        deadline = time.monotonic() + STANDBY_RETIRE_S
         for standby in standbys:
             try:
-                standby.wait(timeout=self.stop_timeout_s)
+                standby.wait(timeout=max(deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
                 standby.kill()
                 standby.wait()

@@ -40,6 +40,14 @@ def run_node(make_node: Callable[[], Node], argv: Sequence[str] | None = None,
     that raises while being constructed (bad parameters, missing model file) logs why and exits 1, so a
     launcher can report it; SIGINT and SIGTERM end the process with 0, as does a standby that is not needed.
     """
+    stop = {"requested": False}
+
+    def request_stop(signum: int, _frame) -> None:
+        stop["requested"] = True
+
+    # First of all: a SIGINT during `prepare` or construction (a launch stopped early) ends the process cleanly.
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     if prepare is not None:
         prepare()
     transport = configure_transport()
@@ -52,14 +60,7 @@ def run_node(make_node: Callable[[], Node], argv: Sequence[str] | None = None,
         if not wait_for_promotion():
             rclpy.try_shutdown()
             return 0
-    stop = {"requested": False}
     executor = SingleThreadedExecutor()
-
-    def request_stop(signum: int, _frame) -> None:
-        stop["requested"] = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
     try:
         node = make_node()
     except Exception as error:  # report any construction failure by name, then exit non-zero
