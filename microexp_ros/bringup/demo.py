@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import json
+import math
 import struct
 import threading
 import time
@@ -128,8 +129,11 @@ class Collector(Node):
             t0 = self.first_stamp_ns or end
         if self.verbose:
             active = " ".join(f"AU{au.number}({au.probability:.2f})" for au in msg.action_units if au.active)
+            # e2e is known here only once this process has read the packet that closed the window; otherwise it
+            # is measured after the run (e2e_after_run).
+            e2e = f"{prediction.e2e_ms:6.1f} ms" if math.isfinite(prediction.e2e_ms) else "after run"
             print(f"t={(end - t0) / 1e9:7.3f} s  active: {active or '-':40s} "
-                  f"infer {msg.inference_latency_ms:5.1f} ms  e2e {prediction.e2e_ms:6.1f} ms", flush=True)
+                  f"infer {msg.inference_latency_ms:5.1f} ms  e2e {e2e}", flush=True)
 
     def e2e_after_run(self) -> list[float]:
         """Every prediction's e2e ms in window order, with the packets of the whole run: a prediction read
