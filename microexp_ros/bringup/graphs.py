@@ -130,6 +130,13 @@ def _event_sources(args: Mapping[str, str], config: tuple[str, ...]) -> tuple[li
     return nodes, events_topic, bool(args["rgb_source"])
 
 
+def _respawning(name: str, config: tuple[str, ...], parameters: Mapping[str, Any],
+                remappings: tuple[tuple[str, str], ...] = ()) -> NodeSpec:
+    """A processing node of the HRI graphs (executable and node name alike), respawned FAST_RESPAWN_S after
+    it dies."""
+    return NodeSpec(name, name, config, parameters, remappings, respawn=True, respawn_delay_s=FAST_RESPAWN_S)
+
+
 def hri(args: Mapping[str, str]) -> list[NodeSpec]:
     """The whole system: sensors (or a bag, or the simulator) → sync → AUs, reconstruction, face, ROS4HRI."""
     config = ("sensors.yaml", "models.yaml", "hri.yaml")
@@ -147,20 +154,15 @@ def hri(args: Mapping[str, str]) -> list[NodeSpec]:
         recon["model_path"] = args["recon_model"]
     # Processing nodes respawn like the drivers: a robot keeps its AU stream through a crashed node.
     nodes += [
-        NodeSpec("time_sync", "time_sync", config, {"events_only": not has_rgb},
-                 (("events", events_topic), ("image", "/rgb/image_raw")), respawn=True,
-                 respawn_delay_s=FAST_RESPAWN_S),
-        NodeSpec("face_region", "face_region", config, {"source": "samples" if detect else "static"}, samples,
-                 respawn=True, respawn_delay_s=FAST_RESPAWN_S),
-        NodeSpec("au_classifier", "au_classifier", config, classifier, samples + region, respawn=True,
-                 respawn_delay_s=FAST_RESPAWN_S),
-        NodeSpec("reconstruction", "reconstruction", config, recon, samples + region, respawn=True,
-                 respawn_delay_s=FAST_RESPAWN_S),
-        NodeSpec("hri_bridge", "hri_bridge", config, {}, respawn=True, respawn_delay_s=FAST_RESPAWN_S),
+        _respawning("time_sync", config, {"events_only": not has_rgb},
+                    (("events", events_topic), ("image", "/rgb/image_raw"))),
+        _respawning("face_region", config, {"source": "samples" if detect else "static"}, samples),
+        _respawning("au_classifier", config, classifier, samples + region),
+        _respawning("reconstruction", config, recon, samples + region),
+        _respawning("hri_bridge", config, {}),
     ]
     if _flag(args["visualize"]):
-        nodes.append(NodeSpec("visualizer", "visualizer", config, {"use_face_region": True}, samples + region,
-                              respawn=True, respawn_delay_s=FAST_RESPAWN_S))
+        nodes.append(_respawning("visualizer", config, {"use_face_region": True}, samples + region))
     return nodes
 
 

@@ -537,7 +537,7 @@ class Evt3Splicer:
             i_e, ev_e, tr_e, self.end_state = self._seek(packets[k_e], end)
         if i_s < 0 or i_e < 0 or ev_e - ev_s != n_events or tr_e - tr_s != n_triggers:
             return None
-        prefix = _restated_words(state) if self.restate else _state_words(state)
+        prefix = _state_words(state, self.restate)
         if prefix is None:
             return None
         if k_s == k_e:
@@ -568,26 +568,21 @@ class Evt3Splicer:
         return int(i), packet.events_before + int(counts[0]), packet.triggers_before + int(counts[1]), state
 
 
-def _restated_words(state: np.ndarray) -> np.ndarray | None:
-    """TIME_HIGH, TIME_LOW, ADDR_Y, VECT_BASE_X restating a valid decoder `state` to a decoder already in it
-    (None if it is not valid): what a self-contained packet starts with."""
+def _state_words(state: np.ndarray, restate: bool) -> np.ndarray | None:
+    """Words that bring a decoder to a valid decoder `state` (None if it is not valid or not writable): with
+    `restate`, for a decoder already in it, TIME_HIGH restated without its wraps (what a self-contained packet
+    starts with); otherwise for a fresh decoder, TIME_HIGH walked up from 0 through the wraps."""
     y, high, low, base, vpol, valid = (int(v) for v in state)
     if valid != 2 or not (0 <= y <= MAX_COORDINATE and 0 <= base <= MAX_COORDINATE):
         return None
-    return np.array([(TIME_HIGH << 12) | ((high >> 12) & 0xFFF), (TIME_LOW << 12) | low, y,
-                     (VECT_BASE_X << 12) | (vpol << 11) | base], dtype="<u2")
-
-
-def _state_words(state: np.ndarray) -> np.ndarray | None:
-    """Words that bring a fresh decoder to a valid decoder `state` (None if it is not valid or not writable)."""
-    y, high, low, base, vpol, valid = (int(v) for v in state)
-    if valid != 2 or not (0 <= y <= MAX_COORDINATE and 0 <= base <= MAX_COORDINATE):
-        return None
+    position = np.array([y, (VECT_BASE_X << 12) | (vpol << 11) | base], dtype="<u2")
+    if restate:
+        return np.concatenate([np.array([(TIME_HIGH << 12) | ((high >> 12) & 0xFFF), (TIME_LOW << 12) | low],
+                                        dtype="<u2"), position])
     if high >> 24 > MAX_WRAPS_PER_GAP:   # garbage time far ahead: as many words as the encoder would refuse
         return None
     out = np.empty(2 * ((high >> 24) + 1) + 8, dtype="<u2")
     n = _time_words(out, high | low)
-    out[n] = y
-    out[n + 1] = (VECT_BASE_X << 12) | (vpol << 11) | base
+    out[n:n + 2] = position
     return out[:n + 2]
 
