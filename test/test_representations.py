@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from microexp_ros.bench.representations import numpy_voxel_grid, voxel_mevps
+from microexp_ros.bench.representations import numpy_voxel_grid, voxel_rates
 from microexp_ros.events.array import empty_events
 from microexp_ros.events.frame import event_frame
 from microexp_ros.events.histogram import polarity_histograms
@@ -145,13 +145,15 @@ def test_voxel_empty_window_and_bad_events() -> None:
         voxel_grid(ev, 2, 2, 5, 10, 5)
 
 
-def test_voxel_mevps_measures_and_rejects_bad_input() -> None:
-    rate = voxel_mevps(random_events(20_000, 64, 48, 10**6), repeats=2, cpu_time=True)
-    assert math.isfinite(rate) and rate > 0
+def test_voxel_rates_measure_and_reject_bad_input() -> None:
+    rates = voxel_rates(random_events(20_000, 64, 48, 10**6), repeats=2)
+    for name in ("ours", "numpy"):
+        assert all(math.isfinite(rate) and rate > 0 for rate in rates[name].values())
+    assert rates["ratio_vs_numpy"]["cpu_mevps"] == rates["ours"]["cpu_mevps"] / rates["numpy"]["cpu_mevps"]
     with pytest.raises(ValueError, match="empty event array"):
-        voxel_mevps(empty_events(0))
+        voxel_rates(empty_events(0))
     with pytest.raises(ValueError, match="repeats"):
-        voxel_mevps(random_events(10, 4, 4, 100), repeats=0)
+        voxel_rates(random_events(10, 4, 4, 100), repeats=0)
 
 
 # --- time_surface ------------------------------------------------------------------------------------------

@@ -59,12 +59,6 @@ def numpy_voxel_grid(events: np.ndarray, width: int, height: int, bins: int, t0:
     return grid[: bins * height * width].astype(np.float32).reshape(bins, height, width)
 
 
-def voxel_mevps(events: np.ndarray, repeats: int = 5, cpu_time: bool = False) -> float:
-    """Mev/s of voxel_grid into 5 bins over the events' own span and sensor extent (wall clock by default)."""
-    width, height, t0, t1 = _geometry(events)
-    return _mevps(lambda: voxel_grid(events, width, height, VOXEL_BINS, t0, t1), events.size, repeats, cpu_time)
-
-
 def voxel_rates(events: np.ndarray, repeats: int = 5) -> dict[str, dict[str, float]]:
     """voxel_grid and the numpy baseline (5 bins, the events' span and extent) measured in one run: Mev/s by
     wall clock and by CPU time, and ours / numpy by each."""
