@@ -139,12 +139,12 @@ class Watcher:
 class Graph:
     """`microexp launch hri` as a subprocess; node pids from its log lines."""
 
-    def __init__(self, env: dict, log: Path) -> None:
+    def __init__(self, env: dict, log: Path, options: tuple[str, ...] = ()) -> None:
         self.log_path = log
         self.log = open(log, "w")
         microexp = Path(sys.prefix) / "bin" / "microexp"
-        self.proc = subprocess.Popen([str(microexp), "launch", "hri", "source:=bag", "loop:=true"], env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen([str(microexp), "launch", "hri", "source:=bag", "loop:=true", *options],
+                                     env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def text(self) -> str:
         return self.log_path.read_text()
@@ -190,19 +190,22 @@ def _standbys_ready(log: str) -> bool:
     return all(log.rfind(f"[standby] {node} ready") > log.rfind(f"respawned {node} ") for node in KILLS)
 
 
-def _resume_after_kill(graph: Graph, watcher: Watcher, node: str, topic: str) -> float:
+def _resume_after_kill(graph: Graph, watcher: Watcher, node: str, topic: str, standby: bool = True) -> float:
     """SIGKILL `node` once its hot standby is ready; seconds until `topic` carries a message about a new window:
     windows of frames that had arrived before the kill (in flight, or closed by time_sync's timeout when the
-    input died) do not count."""
-    assert watcher.wait_for(lambda: _standbys_ready(graph.text()), 60.0), \
-        f"the standby processes did not all become ready:\n{graph.text()[-2000:]}"
+    input died) do not count. `standby=False` measures a graph launched with --no-standby (cold respawns);
+    scripts/kill_respawn.py repeats this measurement."""
+    if standby:
+        assert watcher.wait_for(lambda: _standbys_ready(graph.text()), 60.0), \
+            f"the standby processes did not all become ready:\n{graph.text()[-2000:]}"
     pid = graph.pid(node)
     killed, killed_wall = time.monotonic(), time.time()
     os.kill(pid, signal.SIGKILL)
     old = watcher.frames_between(killed - 1.5, killed + 0.05)   # the bag replays at 1x: frames take < 50 ms
-    assert watcher.wait_for(lambda: re.search(rf"respawned {node} .*from standby.*pid (?!{pid}\b)\d+",
+    how = "from standby" if standby else "cold start"
+    assert watcher.wait_for(lambda: re.search(rf"respawned {node} .*{how}.*pid (?!{pid}\b)\d+",
                                               graph.text()), 10.0), \
-        f"{node} was not respawned from its standby:\n{graph.text()[-2000:]}"
+        f"{node} was not respawned ({how}):\n{graph.text()[-2000:]}"
     respawned = time.monotonic()
     assert watcher.wait_for(lambda: watcher.after(killed, topic, old), 30.0), \
         f"{topic} did not resume after killing {node}"
