@@ -194,7 +194,7 @@ def _resume_after_kill(graph: Graph, watcher: Watcher, node: str, topic: str, st
     """SIGKILL `node` once its hot standby is ready; seconds until `topic` carries a message about a new window:
     windows of frames that had arrived before the kill (in flight, or closed by time_sync's timeout when the
     input died) do not count. `standby=False` measures a graph launched with --no-standby (cold respawns);
-    scripts/kill_respawn.py repeats this measurement."""
+    test/kill_respawn.py repeats this measurement."""
     if standby:
         assert watcher.wait_for(lambda: _standbys_ready(graph.text()), 60.0), \
             f"the standby processes did not all become ready:\n{graph.text()[-2000:]}"

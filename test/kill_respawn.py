@@ -1,10 +1,11 @@
 """Repeated kill -9 of nodes in the looping HRI graph: how long until each node's stream resumes.
 
-The measurement of test/test_hri_robustness.py (`_resume_after_kill`: SIGKILL, then the first message about a
-window newer than the kill), repeated, for the figures in docs/robustness.md:
+The measurement of test_hri_robustness.py beside it (`_resume_after_kill`: SIGKILL, then the first message
+about a window newer than the kill), repeated, for the figures in docs/robustness.md (a measurement, not a
+test: pytest does not collect it):
 
-    .venv/bin/python scripts/kill_respawn.py --repeats 4 time_sync au_classifier
-    .venv/bin/python scripts/kill_respawn.py --cold --repeats 3 time_sync au_classifier   # --no-standby graph
+    .venv/bin/python test/kill_respawn.py --repeats 4 time_sync au_classifier
+    .venv/bin/python test/kill_respawn.py --cold --repeats 3 time_sync au_classifier   # --no-standby graph
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "test"))
-
-from microexp_ros.ros.dds import configure_transport, private_domain_id  # noqa: E402
+from microexp_ros.ros.dds import configure_transport, private_domain_id
 
 
 def main() -> int:
@@ -31,7 +30,7 @@ def main() -> int:
     env = dict(os.environ, ROS_DOMAIN_ID=str(private_domain_id()), PYTHONUNBUFFERED="1")
     configure_transport(env)
     os.environ.update(env)
-    import test_hri_robustness as robustness
+    import test_hri_robustness as robustness   # beside this file, on sys.path when it runs
 
     unknown = set(args.nodes) - set(robustness.KILLS)
     if unknown:
