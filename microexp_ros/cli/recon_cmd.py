@@ -186,7 +186,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if not roots:
         raise ValueError("no dataset: pass --data DIR (the weights record no training data)")
     train_cfg = cvae.meta.get("train", {})
-    kw = {"window_ns": ev.window_of(cvae), "keyframe_age": int(train_cfg.get("keyframe_age", 3))}
+    kw = {"window_ns": cvae.window_ns, "keyframe_age": int(train_cfg.get("keyframe_age", 3))}
     test = load_split(roots, "test", **kw)
     if not test:
         raise ValueError(f"the test split of {', '.join(map(str, roots))} has no usable frames")

@@ -36,13 +36,14 @@ def _row(method: str, cf: ClipFrames, k: int, q: dict) -> dict:
             "lighting": cf.meta.get("lighting", "?"), "clip": cf.meta.get("id", "?"), "k": int(k), **q}
 
 
-def cvae_rows(rec: Reconstructor, cfs: list[ClipFrames], window_ns: int, method: str,
-              max_frames: int | None = None, keep: dict | None = None) -> list[dict]:
-    """Per-frame quality of a CVAE (events-only or keyframe) on the chosen frames of each clip.
+def cvae_rows(rec: Reconstructor, cfs: list[ClipFrames], method: str, max_frames: int | None = None,
+              keep: dict | None = None) -> list[dict]:
+    """Per-frame quality of a CVAE (events-only or keyframe) on the chosen frames of each clip, each frame
+    reconstructed from the `rec.window_ns` of events before it.
 
     `keep` (optional dict) receives one (voxel-free) prediction per (source, res, lighting) for montages.
     """
-    rows = []
+    rows, window_ns = [], rec.window_ns
     for cf in cfs:
         w, h = cf.size
         for k in _chosen(cf, max_frames):
@@ -126,7 +127,7 @@ def evaluate_model(model, cfg: TrainConfig, cfs: list[ClipFrames], max_frames: i
     if cfg.model == "firenet":
         rows = firenet_rows(model, cfs, max_frames)
     else:
-        rows = cvae_rows(Reconstructor(model), cfs, cfg.window_ns, "cvae", max_frames)
+        rows = cvae_rows(Reconstructor(model, {"train": {"window_ns": cfg.window_ns}}), cfs, "cvae", max_frames)
     return mean_quality(rows)
 
 
@@ -191,20 +192,15 @@ def score_recording(recs: dict[str, Reconstructor], events: np.ndarray, frames: 
     return out
 
 
-def window_of(rec: Reconstructor, default_ns: int = 33_333_333) -> int:
-    """The event window a CVAE was trained with (from its sidecar), else `default_ns`."""
-    return int(rec.meta.get("train", {}).get("window_ns", default_ns))
-
-
 def evaluate_dataset(test: list[ClipFrames], train: list[ClipFrames], cvae: Reconstructor,
                      keyframe: Reconstructor | None = None, firenet=None, max_frames: int | None = None,
                      montage_dir: Path | None = None) -> dict:
     """All rows of the dataset table (models and baselines on the test clips) and the headline figures."""
     means = mean_training_frames(train)
     samples: dict[str, dict] = {"cvae": {}, "cvae+keyframe": {}}
-    rows = cvae_rows(cvae, test, window_of(cvae), "cvae", max_frames, samples["cvae"])
+    rows = cvae_rows(cvae, test, "cvae", max_frames, samples["cvae"])
     if keyframe is not None:
-        rows += cvae_rows(keyframe, test, window_of(keyframe), "cvae+keyframe", max_frames, samples["cvae+keyframe"])
+        rows += cvae_rows(keyframe, test, "cvae+keyframe", max_frames, samples["cvae+keyframe"])
     if firenet is not None:
         rows += firenet_rows(firenet, test, max_frames)
     rows += mean_frame_rows(means, test, max_frames)
@@ -248,7 +244,7 @@ def score_video(recs: dict[str, Reconstructor], path: Path, width: int = 128, he
                      for f in conv.frames])
     rows: dict[str, list[dict]] = {name: [] for name in recs}
     for name, rec in recs.items():
-        window = window_of(rec)
+        window = rec.window_ns
         for k in range(keyframe_age, len(gray)):
             t1 = int(conv.frame_t[k])
             if t1 < window:

@@ -16,11 +16,14 @@ import torch
 from microexp_ros.bench.timing import latencies_ms
 from microexp_ros.eval.image_metrics import frame_quality, to_unit_gray
 from microexp_ros.events.voxel import voxel_grid
+from microexp_ros.events.window import window_slice
 from microexp_ros.models.cvae import CVAEConfig, ReconCVAE
 from microexp_ros.models.weights import load_model
 from microexp_ros.resources import share_path
 
 DEFAULT_WEIGHTS = "cvae_default.safetensors"
+# The window of weights whose sidecar does not record one: the frame period of the 30 fps training clips.
+DEFAULT_WINDOW_NS = 33_333_333
 DEFAULT_KEYFRAME_WEIGHTS = "cvae_keyframe_default.safetensors"
 MODEL_KIND = "recon-cvae"
 
@@ -76,6 +79,11 @@ class Reconstructor:
     def uses_keyframe(self) -> bool:
         return self.model.cfg.keyframe
 
+    @property
+    def window_ns(self) -> int:
+        """The event window the model was trained on (from its sidecar)."""
+        return int(self.meta.get("train", {}).get("window_ns", DEFAULT_WINDOW_NS))
+
     def voxel(self, events: np.ndarray, t0_ns: int, t1_ns: int, width: int, height: int) -> np.ndarray:
         """The model's input for the window [t0_ns, t1_ns): a [bins, H, W] voxel grid."""
         if int(t1_ns) <= int(t0_ns):
@@ -101,9 +109,14 @@ class Reconstructor:
     ) -> np.ndarray:
         """Float32 [height, width] frame in [0, 1] for the events with t0_ns <= t < t1_ns.
 
+        A window longer than the one the model was trained on (time_sync's 200 ms AU windows) is cut to its
+        trailing `window_ns`, so the model sees the input it was trained and evaluated on.
         `keyframe` (the last RGB frame, BGR or gray, any size) is required by keyframe models and refused by
         events-only ones.
         """
+        if int(t1_ns) - int(t0_ns) > self.window_ns:
+            t0_ns = int(t1_ns) - self.window_ns
+            events = window_slice(events, t0_ns, int(t1_ns))
         voxel = self.voxel(events, t0_ns, t1_ns, width, height)[None]
         key = None if keyframe is None else keyframe_to_unit(keyframe, int(width), int(height))[None]
         return self.reconstruct_voxels(voxel, key)[0]
