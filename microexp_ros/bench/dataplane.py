@@ -4,7 +4,7 @@ Two parts, measured in one run on a real recording (event_camera_py/test_events_
 - stages: each node's per-event work in one process, no ROS — the driver's file source reading and decoding
   the bag, the driver's whole path for an evt3 bag (read, decode, packets spliced from the bag's words), the
   packetizer other sources go through (1 ms packets, EVT3 encode), time_sync's decode → window cut → window bytes
-  spliced from the input (`Evt3Splicer`, as the node does), the same with the window re-encoded instead (the
+  spliced from the input (the node's `EventStreamWindows`), the same with the window re-encoded instead (the
   node's fallback), and a bare decode of the same packets as the baseline, by thread CPU time and wall clock,
   on the stream compressed to the density of a fast stream (default 30 Mev/s, ~30k events per 1 ms packet).
 - end to end: the real nodes as processes (driver playing a bag of the stream time-compressed to a target
@@ -32,17 +32,19 @@ from microexp_ros.bench.decode import tiled_stream
 from microexp_ros.data.bag_io import BagWriter, TopicQos
 from microexp_ros.data.typestore import EVENT_PACKET, typestore
 from microexp_ros.events.codecs import make_decoder
-from microexp_ros.events.evt3 import Evt3Encoder, Evt3Splicer
 from microexp_ros.events.packetizer import Packetizer, SplicingPacketizer
 from microexp_ros.events.reader import open_events
 from microexp_ros.events.reader_protocol import read_all
 from microexp_ros.events.sources import EventStreamSource, make_source
+from microexp_ros.sync.stream_windows import EventStreamWindows
 from microexp_ros.sync.windows import FixedRateWindows, WindowCutter
 
 DEFAULT_RECORDING = Path("event_camera_py") / "test_events_1.bag"
 WIDTH, HEIGHT = 640, 480
 WINDOW_NS = 33_333_333
 KEEP_UP = 0.8   # achieved / target rate for a lossless run to count as real time
+# host stamp of a packet = its sensor time + this, as a driver started 1 s after the sensor would stamp it
+HOST_OFFSET_NS = 1_000_000_000
 # time_sync's event history: the 33 ms windows plus delivery lag; at 64 Mev/s still below its 20 M-event cap
 HISTORY_MS = 200.0
 # diagnostics counters reported per run: time_sync's windows spliced/re-encoded and packets taken in bursts,
@@ -89,7 +91,7 @@ def stage_rates(events: np.ndarray, repeats: int = 3) -> dict[str, dict[str, flo
 
 def _stage_rates(events: np.ndarray, opened: EventStreamSource, repeats: int) -> dict[str, dict[str, float]]:
     packetizer = Packetizer(1_000_000)
-    packets = [p.data for p in packetizer.add(events) + packetizer.flush()]
+    packets = packetizer.add(events) + packetizer.flush()
 
     def source() -> None:   # what the driver's file source does before the packetizer: read the bag, decode
         for _ in opened.batches():
@@ -109,32 +111,16 @@ def _stage_rates(events: np.ndarray, opened: EventStreamSource, repeats: int) ->
 
     def decode_only() -> None:
         decoder = make_decoder("evt3", WIDTH, HEIGHT)
-        for data in packets:
-            decoder.decode(data)
+        for packet in packets:
+            decoder.decode(packet.data)
 
     def time_sync(splice: bool) -> None:
-        decoder = make_decoder("evt3", WIDTH, HEIGHT)
-        splicer = Evt3Splicer(WIDTH, HEIGHT) if splice else None
-        cutter = WindowCutter(history_ns=int(HISTORY_MS * 1e6))
-        fixed = FixedRateWindows(WINDOW_NS, WINDOW_NS)
-        first = None
-        for data in packets:
-            state = decoder.stream_state()
-            result = decoder.decode(data)
-            if first is None and result.events.size:
-                first = int(result.events["t"][0])
-            dropped = cutter.add(result.events, result.triggers)
-            if splicer is not None:
-                splicer.add(data, state, result.events, result.triggers, clean=dropped == 0)
-                splicer.trim_before(cutter.history_start or 0)
-            for start, end in fixed.due(first, cutter.complete_until):
-                cutter.request(start, end)
-            for window in cutter.ready():
-                spliced = None
-                if splicer is not None:
-                    spliced = splicer.cut(window.start, window.end, window.event_count, window.triggers.size)
-                if spliced is None:
-                    Evt3Encoder(self_contained=True).encode(window.events, window.triggers)
+        stream = EventStreamWindows(WindowCutter(history_ns=int(HISTORY_MS * 1e6)),
+                                    FixedRateWindows(WINDOW_NS, WINDOW_NS), splice=splice)
+        for seq, packet in enumerate(packets):
+            stream.add(packet.data, HOST_OFFSET_NS + packet.first_t, seq, "evt3", WIDTH, HEIGHT)
+            for window in stream.ready():
+                stream.encoded(window)
 
     stages = {"driver file source (bag read + decode)": source,
               "driver, evt3 bag forwarded (read + decode + splice)": forwarded,
@@ -161,7 +147,7 @@ def _write_bag(path: Path, events: np.ndarray) -> None:
     with BagWriter(path) as writer:
         writer.add_topic("/event_camera/events", EVENT_PACKET, TopicQos("best_effort", depth=1000))
         for seq, packet in enumerate(packetizer.add(events) + packetizer.flush()):
-            stamp = 1_000_000_000 + packet.first_t
+            stamp = HOST_OFFSET_NS + packet.first_t
             msg = store.types[EVENT_PACKET](
                 header=Header(stamp=Time(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id="bench"),
                 height=HEIGHT, width=WIDTH, seq=seq, time_base=0, encoding="evt3", is_bigendian=False,

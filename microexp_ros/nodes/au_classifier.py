@@ -1,8 +1,8 @@
 """au_classifier node: Action Units of each synchronised window, published on /au_predictions.
 
 Subscribes `samples` (microexp_ros/SyncedSample) or, when `events_only_topic` is set, an EventPacket stream it
-cuts into windows of the model's length at `window_rate_hz` itself (`EventStreamWindows`, built on the classes
-time_sync uses), so the AU model can keep its own window length while reconstruction uses the samples'. It
+cuts into windows of the model's length at `window_rate_hz` itself (`EventStreamWindows`, as time_sync
+does), so the AU model can keep its own window length while reconstruction uses the samples'. It
 crops the face region (the `roi` parameter in event pixels, or the latest FaceRegion on `face_region` when
 `use_face_region` is true), runs `AUPredictor.predict` (the same call as the offline evaluation, so a window
 gives the same probabilities online and offline), applies the `ActivationFilter` hysteresis and publishes
@@ -38,13 +38,15 @@ from microexp_ros.facs import MODEL_AUS, au_name
 from microexp_ros.models.au_inference import ActivationFilter, AUPredictor
 from microexp_ros.models.weights import WeightsError
 from microexp_ros.msg import ActionUnit, AUPredictions, FaceRegion, SyncedSample
-from microexp_ros.nodes.sample_input import (EventStreamWindows, RegionSource, RegionUnavailable, SampleError,
-                                             SampleWindow, read_sample, region_param)
+from microexp_ros.nodes.sample_input import (RegionSource, RegionUnavailable, SampleWindow, read_sample,
+                                             region_param)
 from microexp_ros.ros import qos
 from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.params import Param, ParameterError, declare_parameters
 from microexp_ros.ros.runtime import run_node
 from microexp_ros.ros.stamps import from_time_msg, to_time_msg
+from microexp_ros.sync.stream_windows import EventStreamWindows, PacketError
+from microexp_ros.sync.windows import FixedRateWindows, WindowCutter
 
 PARAMS = [
     Param("model_path", "", "AU weights (.safetensors with its .json sidecar); empty = the shipped default",
@@ -70,6 +72,9 @@ PARAMS = [
     Param("window_rate_hz", 5.0, "window rate on `events_only_topic` (windows are the model's length)",
           min=0.01, max=1000.0, read_only=True),
 ]
+
+# How far back the events-only stream keeps events (at least two of the model's windows).
+STREAM_HISTORY_NS = 1_000_000_000
 
 
 # The shipped model, loaded and warmed up by `prepare_default_model` before the node exists: a node whose
@@ -113,7 +118,9 @@ class AUClassifierNode(Node):
         # Subscriptions before publishers: a bag player that waits for our publishers then knows our inputs
         # were announced first, so the first samples are not missed.
         if p["events_only_topic"]:
-            self.stream = EventStreamWindows(self.predictor.window_ns, int(round(1e9 / p["window_rate_hz"])))
+            window_ns = self.predictor.window_ns
+            self.stream = EventStreamWindows(WindowCutter(max(STREAM_HISTORY_NS, 2 * window_ns)),
+                                             FixedRateWindows(int(round(1e9 / p["window_rate_hz"])), window_ns))
             self.stream_reported: dict[str, int] = {}
             self.create_subscription(EventPacket, p["events_only_topic"], self.on_events, qos.events_qos())
         else:
@@ -148,14 +155,17 @@ class AUClassifierNode(Node):
     def on_events(self, msg: EventPacket) -> None:
         self.health.count("in:packets")
         try:
-            windows = self.stream.add(msg)
-        except SampleError as error:
-            self.health.error(error.kind, str(error))
+            self.stream.add(msg.events, from_time_msg(msg.header.stamp), msg.seq, msg.encoding, msg.width, msg.height,
+                            msg.time_base)
+        except PacketError as error:
+            self.health.error("bad_events", str(error))
             return
-        self.health.drop_increase(self.stream.drops(), self.stream_reported)
+        windows = self.stream.ready()
+        self.health.drop_increase(self.stream.drop_totals("decode_", "windows_skipped"), self.stream_reported)
         for cut in windows:
-            self.classify(cut.window, to_time_msg(max(cut.host_start_ns, 0)), to_time_msg(max(cut.host_end_ns, 0)),
-                          cut.frame_id)
+            self.classify(SampleWindow(cut.events, cut.start, cut.end, self.stream.width, self.stream.height),
+                          to_time_msg(max(self.stream.clock.to_host(cut.start), 0)),
+                          to_time_msg(max(self.stream.clock.to_host(cut.end), 0)), msg.header.frame_id)
 
     def classify(self, window: SampleWindow, window_start: Time, window_end: Time, frame_id: str) -> None:
         """Run the model on one window and publish its AUPredictions (or count why not)."""

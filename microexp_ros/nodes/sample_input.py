@@ -5,9 +5,7 @@ writes the 16.78 s time wraps up to the window), so a fresh decoder gives sensor
 carry a time base (libcaer, mono) decode to sensor time through it. Anything wrong with a sample raises
 `SampleError` with a short `kind` the node counts in /diagnostics; decoder drops and events outside the window
 bounds are reported, not hidden (`read_sample` counts both on the node's Health).
-`RegionSource` picks the face region of a window the same way for every model node. `EventStreamWindows` is
-the events-only alternative: fixed-rate windows cut from a raw EventPacket stream by the classes time_sync
-uses (`sync.clock.StampClock`, `sync.windows.WindowCutter` and `FixedRateWindows`).
+`RegionSource` picks the face region of a window the same way for every model node.
 """
 
 from __future__ import annotations
@@ -23,8 +21,6 @@ from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.image import ImageEncodingError, to_numpy
 from microexp_ros.ros.params import ParameterError
 from microexp_ros.ros.stamps import from_time_msg
-from microexp_ros.sync.clock import StampClock
-from microexp_ros.sync.windows import FixedRateWindows, WindowCutter
 
 
 class SampleError(ValueError):
@@ -85,93 +81,6 @@ def read_sample(msg, health: Health) -> SampleWindow | None:
     for reason, n in window.drops.items():
         health.drop(reason, n)
     return window
-
-
-@dataclass
-class StreamWindow:
-    """A window cut from the event stream, with its bounds mapped to host time."""
-
-    window: SampleWindow
-    host_start_ns: int
-    host_end_ns: int
-    frame_id: str
-
-
-class EventStreamWindows:
-    """Windows of `window_ns` every `period_ns` from a live EventPacket stream, bounded memory, drops counted.
-
-    A change of encoding or geometry, or a jump of the sensor clock, restarts the stream (open windows are
-    abandoned and counted); everything dropped is in `drops()` by reason.
-    """
-
-    def __init__(self, window_ns: int, period_ns: int, history_ns: int = 1_000_000_000,
-                 max_events: int = 20_000_000) -> None:
-        self.window_ns, self.period_ns = int(window_ns), int(period_ns)
-        self.history_ns, self.max_events = max(int(history_ns), 2 * self.window_ns), int(max_events)
-        self._drops: Counter = Counter()
-        self._retired: Counter = Counter()  # drop totals of cutters, decoders and rate keepers replaced
-        self._key: tuple[str, int, int] | None = None
-        self._decoder = None
-        self._last_seq: int | None = None
-        self.clock = StampClock()
-        self._restart()
-
-    def _restart(self) -> None:
-        if getattr(self, "cutter", None) is not None:
-            self._drops["window_abandoned_on_restart"] += self.cutter.pending
-            self._retired.update(self.cutter.drops)
-            self._retired["windows_skipped"] += self.fixed.skipped
-        self.cutter = WindowCutter(self.history_ns, self.max_events)
-        self.fixed = FixedRateWindows(self.period_ns, self.window_ns)
-        self.first_t: int | None = None
-
-    def drops(self) -> Counter:
-        """Totals since start: decoder, cutter and rate-keeper drops, and stream restarts, by reason."""
-        totals = Counter(self._drops) + self._retired + self.cutter.drops
-        if self.fixed.skipped:
-            totals["windows_skipped"] += self.fixed.skipped
-        if self._decoder is not None:
-            totals.update({f"decode_{k}": v for k, v in self._decoder.drops.items() if v})
-        return totals
-
-    def add(self, packet) -> list[StreamWindow]:
-        """Feed one event_camera_msgs/EventPacket; the windows it completed. SampleError if undecodable."""
-        if self._last_seq is not None and packet.seq > self._last_seq + 1:  # packets the transport lost
-            self._drops["packet_gap"] += int(packet.seq - self._last_seq - 1)
-        self._last_seq = int(packet.seq)
-        key = (packet.encoding, int(packet.width), int(packet.height))
-        if key != self._key:
-            try:
-                decoder = make_decoder(*key)
-            except ValueError as error:
-                raise SampleError("bad_events", str(error)) from None
-            if self._key is not None:
-                self._drops["stream_reconfigured"] += 1
-                self._retired.update({f"decode_{k}": v for k, v in self._decoder.drops.items() if v})
-                self._restart()
-            self._decoder, self._key = decoder, key
-        try:
-            result = self._decoder.decode(memoryview(packet.events), time_base=int(packet.time_base))
-        except (ValueError, TypeError) as error:
-            raise SampleError("bad_events", f"packet {packet.seq} not decodable: {error}") from None
-        events = result.events
-        if events.size:
-            first = int(events["t"][0])
-            if self.clock.add(first, from_time_msg(packet.header.stamp)):
-                self._drops["clock_restart"] += 1
-                self._restart()
-                self._decoder.reset()  # re-synchronise after garbage, as time_sync does
-            if self.first_t is None:
-                self.first_t = first
-                if packet.seq != 0:  # a stream joined mid-way: nothing before its first packet was seen
-                    self.cutter.missed_before(first)
-        self.cutter.add(events, result.triggers)
-        for start, end in self.fixed.due(self.first_t, self.cutter.complete_until):
-            self.cutter.request(start, end)
-        width, height = key[1], key[2]
-        return [StreamWindow(SampleWindow(w.events, w.start, w.end, width, height),
-                             self.clock.to_host(w.start), self.clock.to_host(w.end), packet.header.frame_id)
-                for w in self.cutter.ready()]
 
 
 def camera_frame(image) -> np.ndarray:

@@ -4,12 +4,13 @@ Subscribes `events` (EventPacket, best-effort) and `image` (Image); publishes `~
 reliable). Sensor time is mapped to host time by a StampClock fed with packet stamps (`sync_mode: stamps`),
 or frames are pinned to the EXT_TRIGGER edges of the RGB strobe (`sync_mode: trigger`). The window is the
 `window_ms` before the frame (`trailing`) or centred on it. In `events_only` mode, windows come at
-`window_rate_hz` without images. The sample's events are self-contained EVT3 whose decoded times are the
-sensor times of `sensor_time_start_ns`/`sensor_time_end_ns`: for an evt3 stream, the input words between the
-window bounds behind the decoder state at its start (`Evt3Splicer`, no re-encoding; counted as
-`windows_spliced`), otherwise (other encodings, out-of-order times) re-encoded (`windows_reencoded`).
-Malformed packets (unknown encoding, zero geometry, truncated words), sequence gaps, out-of-order times and
-windows that cannot be completed are counted in diagnostics; the node keeps running.
+`window_rate_hz` without images. Packets are decoded and windows cut by `sync.stream_windows.EventStreamWindows`.
+The sample's events are self-contained EVT3 whose decoded times are the sensor times of
+`sensor_time_start_ns`/`sensor_time_end_ns`: for an evt3 stream, the input words between the window bounds
+behind the decoder state at its start (no re-encoding; counted as `windows_spliced`), otherwise (other
+encodings, out-of-order times) re-encoded (`windows_reencoded`). Malformed packets (unknown encoding, zero
+geometry, truncated words), sequence gaps, out-of-order times and windows that cannot be completed are
+counted in diagnostics; the node keeps running.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from microexp_ros.events.array import EVENT_DTYPE
-from microexp_ros.events.codecs import Decoder, make_decoder
-from microexp_ros.events.evt3 import Evt3Encoder, Evt3Splicer
+from microexp_ros.events.evt3 import Evt3Encoder
 from microexp_ros.msg import SyncedSample
 from microexp_ros.ros import qos
 from microexp_ros.ros.diagnostics import Health
@@ -34,6 +34,7 @@ from microexp_ros.ros.params import Param, declare_parameters
 from microexp_ros.ros.runtime import run_node
 from microexp_ros.ros.stamps import from_time_msg, to_time_msg
 from microexp_ros.sync.clock import StampClock, TriggerMatcher
+from microexp_ros.sync.stream_windows import EventStreamWindows, PacketError
 from microexp_ros.sync.windows import WINDOW_MODES, FixedRateWindows, Window, WindowCutter, window_bounds
 
 PARAMS = [
@@ -62,15 +63,15 @@ DRAIN_PACKETS = 64
 
 
 def _warm_up_codecs() -> None:
-    """Load the compiled EVT3 kernels now: a first packet that waits ~1 s for them would overflow the queue."""
+    """Load the compiled EVT3 and window kernels now: a first packet that waits ~1 s for them would overflow
+    the queue."""
     probe = np.zeros(2, EVENT_DTYPE)
     probe["t"] = [1000, 2000]
-    data = Evt3Encoder(self_contained=True).encode(probe)
-    decoder, splicer = make_decoder("evt3", 16, 16), Evt3Splicer(16, 16)
-    state = decoder.stream_state()
-    result = decoder.decode(data)
-    splicer.add(data, state, result.events, result.triggers, clean=True)
-    splicer.cut(1000, 2000, 1, 0)
+    stream = EventStreamWindows(WindowCutter(), splice=True)
+    stream.add(Evt3Encoder(self_contained=True).encode(probe), 0, 0, "evt3", 16, 16)
+    stream.cutter.request(1000, 2000)
+    for window in stream.ready():
+        stream.encoded(window)
 
 
 class TimeSync(Node):
@@ -79,21 +80,16 @@ class TimeSync(Node):
         self.p = declare_parameters(self, PARAMS)
         self.health = Health(self)
         self.window_ns = int(round(self.p["window_ms"] * 1e6))
-        self.clock = StampClock(reset_threshold_ns=int(self.p["clock_reset_ms"] * 1e6))
-        self.cutter = WindowCutter(int(self.p["history_ms"] * 1e6), self.p["max_buffer_events"],
-                                   self.p["max_pending"])
+        fixed = (FixedRateWindows(int(round(1e9 / self.p["window_rate_hz"])), self.window_ns,
+                                  max_due=self.p["max_pending"]) if self.p["events_only"] else None)
+        self.stream = EventStreamWindows(
+            WindowCutter(int(self.p["history_ms"] * 1e6), self.p["max_buffer_events"], self.p["max_pending"]),
+            fixed, StampClock(reset_threshold_ns=int(self.p["clock_reset_ms"] * 1e6)), splice=True)
+        self.clock, self.cutter = self.stream.clock, self.stream.cutter   # frames' windows are asked for on them
         self.triggers = TriggerMatcher(self.p["trigger_channel"], 1, int(self.p["trigger_tolerance_ms"] * 1e6))
-        self.fixed = FixedRateWindows(int(round(1e9 / self.p["window_rate_hz"])), self.window_ns,
-                                      max_due=self.p["max_pending"])
-        self.decoder: Decoder | None = None
-        self.splicer: Evt3Splicer | None = None
-        self.stream_key: tuple[str, int, int] | None = None
         self.stream_frame_id = ""
-        self.first_t: int | None = None
-        self.last_seq: int | None = None
         self.sequence = 0
-        self.decoder_drops: dict[str, int] = {}
-        self.cutter_drops: dict[str, int] = {}
+        self.stream_drops: dict[str, int] = {}
         self.waiting_images: deque[Image] = deque(maxlen=self.p["max_pending"])
         self.last_packet_wall = 0.0
         # Subscriptions before the publisher: a bag player that waits for our publisher then knows our inputs
@@ -121,72 +117,21 @@ class TimeSync(Node):
     def _on_packet(self, msg: EventPacket) -> None:
         self.health.count("in:packets")
         self.last_packet_wall = time.monotonic()
-        if self.last_seq is not None and msg.seq != self.last_seq + 1:  # a packet the transport lost
-            if msg.seq > self.last_seq + 1:
-                self.health.drop("packet_gap", int(msg.seq - self.last_seq - 1))
-            else:
-                self.health.drop("seq_backwards")
-        self.last_seq = int(msg.seq)
-        key = (msg.encoding, int(msg.width), int(msg.height))
-        if key != self.stream_key:
-            try:
-                decoder = make_decoder(*key)
-            except ValueError as exc:
-                self.health.error("bad_packet", f"packet seq {msg.seq} not decodable: {exc}")
-                self.health.drop("bad_packet")
-                return
-            if self.stream_key is not None:
-                self.health.drop("stream_reconfigured")
-                self._restart_stream()
-            self.decoder, self.stream_key, self.decoder_drops = decoder, key, {}
-            self.splicer = Evt3Splicer(key[1], key[2]) if key[0] == "evt3" else None
-        self.stream_frame_id = msg.header.frame_id
-        state = self.decoder.stream_state() if self.splicer is not None else None
         try:
-            result = self.decoder.decode(memoryview(msg.events), time_base=int(msg.time_base))
-        except (ValueError, TypeError) as exc:
-            self.health.error("bad_packet", f"packet seq {msg.seq}: {exc}")
-            if self.splicer is not None:
-                self.splicer.reset()
-            return
-        self.health.drop_increase(self.decoder.drops, self.decoder_drops, "decode:")
-        events, triggers = result.events, result.triggers
-        self.health.count("in:events", int(events.size))
-        if events.size == 0 and triggers.size == 0:
-            if self.splicer is not None:
-                self.splicer.add(msg.events, state, events, triggers, clean=True)
-            return
-        first = min(events["t"][:1].tolist() + triggers["t"][:1].tolist())
-        if self.clock.add(first, from_time_msg(msg.header.stamp)):
-            self.health.drop("clock_restart")
-            self._restart_stream()
-            # Garbage words can leave the decoder counting phantom time wraps, so every later time would be
-            # shifted; the stream re-synchronises from the next TIME_HIGH word of a fresh decoder.
-            self.decoder.reset()
-            state = None   # the decoder state changed under this packet: the splicer starts after it
-        if self.first_t is None:
-            self.first_t = first
-            if msg.seq != 0:  # a stream joined mid-way (restarted node, late start): nothing before was seen
-                self.cutter.missed_before(first)
-        dropped = self.cutter.add(events, triggers)
-        if self.splicer is not None:
-            self.splicer.add(msg.events, state, events, triggers, clean=dropped == 0)
-            if self.cutter.history_start is not None:
-                self.splicer.trim_before(self.cutter.history_start)
-        self.triggers.add(triggers)
-        self.health.values["clock/offset_ms"] = self.clock.offset_ns / 1e6
-        self.health.values["clock/drift_ppm"] = self.clock.drift_ppm
+            result = self.stream.add(msg.events, from_time_msg(msg.header.stamp), msg.seq, msg.encoding, msg.width,
+                                     msg.height, msg.time_base)
+        except PacketError as error:
+            self.health.error("bad_packet", str(error))
+            if error.stream_rejected:
+                self.health.drop("bad_packet")
+        else:
+            self.stream_frame_id = msg.header.frame_id
+            self.health.count("in:events", int(result.events.size))
+            self.triggers.add(result.triggers)
+            if self.clock.ready:
+                self.health.values["clock/offset_ms"] = self.clock.offset_ns / 1e6
+                self.health.values["clock/drift_ppm"] = self.clock.drift_ppm
         self._process()
-
-    def _restart_stream(self) -> None:
-        """The sensor time base changed (new stream, replay loop): windows of the old one are abandoned."""
-        if self.cutter.pending:
-            self.health.drop("window_abandoned_on_restart", self.cutter.pending)
-        self.cutter.reset()
-        self.fixed.reset()
-        if self.splicer is not None:
-            self.splicer.reset()
-        self.first_t = None
 
     # ---- frames ----------------------------------------------------------------------------------------
     def on_image(self, msg: Image) -> None:
@@ -220,15 +165,10 @@ class TimeSync(Node):
     def _process(self) -> None:
         while self.waiting_images and self._request_for(self.waiting_images[0]):
             self.waiting_images.popleft()
-        if self.p["events_only"]:
-            skipped = self.fixed.skipped
-            for start, end in self.fixed.due(self.first_t, self.cutter.complete_until):
-                self.cutter.request(start, end, None)
-            if self.fixed.skipped > skipped:
-                self.health.drop("events_only_windows_skipped", self.fixed.skipped - skipped)
-        for window in self.cutter.ready():
+        for window in self.stream.ready():
             self._publish(window)
-        self.health.drop_increase(self.cutter.drops, self.cutter_drops)
+        self.health.drop_increase(self.stream.drop_totals("decode:", "events_only_windows_skipped"),
+                                  self.stream_drops)
         self.health.values["buffer/events"] = self.cutter.buffered_events
         self.health.values["buffer/pending"] = self.cutter.pending
 
@@ -248,21 +188,14 @@ class TimeSync(Node):
         image, _ = window.tag if window.tag is not None else (None, None)
         packet = EventPacket(
             header=Header(stamp=to_time_msg(max(self.clock.to_host(window.start), 0)), frame_id=self.stream_frame_id),
-            height=self.stream_key[2], width=self.stream_key[1], seq=self.sequence, time_base=0,
+            height=self.stream.height, width=self.stream.width, seq=self.sequence, time_base=0,
             encoding="evt3", is_bigendian=False)
-        data = None
-        if self.splicer is not None:
-            data = self.splicer.cut(window.start, window.end, window.event_count, int(window.triggers.size))
         try:
-            if data is None:
-                data = Evt3Encoder(self_contained=True).encode(window.events, window.triggers)
-                self.health.count("windows_reencoded")
-            else:
-                self.health.count("windows_spliced")
-            packet.events = data
+            packet.events, spliced = self.stream.encoded(window)
         except ValueError as exc:  # e.g. times garbage input pushed days ahead: no sample, the stream goes on
             self.health.error("window_not_encodable", f"window [{window.start}, {window.end}) ns: {exc}")
             return
+        self.health.count("windows_spliced" if spliced else "windows_reencoded")
         sample = SyncedSample(
             header=Header(stamp=to_time_msg(max(self.clock.to_host(window.end), 0)),
                           frame_id=self.p["frame_id"] or (image.header.frame_id if image else self.stream_frame_id)),
