@@ -13,7 +13,7 @@ from microexp_ros.data.dataset import load_clip, load_manifest
 from microexp_ros.events.array import EVENT_DTYPE
 from microexp_ros.sim.interpolation import iter_upsampled, upsample_frames
 from microexp_ros.sim.video import (FACE_LINEAR_REFERENCE, au_episodes, bgr_to_linear, check_crop,
-                                    read_openface_csv, video_to_events)
+                                    chunk_starts, read_openface_csv, read_video, video_to_events)
 
 MS = 1_000_000
 
@@ -156,8 +156,9 @@ def test_convert_video_cli_writes_a_loadable_labelled_clip(tmp_path, real_data, 
             "--low-width", "32", "--low-height", "32",
             "--openface-csv", str(real_data / "openface_au_reference" / "default.csv"), "--json"]
     assert main(args) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["frames"] == 15 and report["events_high"] > report["events_low"] > 0
+    report = json.loads(capsys.readouterr().out)["clips"]
+    assert len(report) == 1
+    assert report[0]["frames"] == 15 and report[0]["events_high"] > report[0]["events_low"] > 0
     manifest = load_manifest(out)
     assert manifest["resolutions"] == {"high": {"width": 64, "height": 64}, "low": {"width": 32, "height": 32}}
     clip = load_clip(out, manifest["clips"][0])
@@ -174,6 +175,42 @@ def test_convert_video_cli_writes_a_loadable_labelled_clip(tmp_path, real_data, 
     capsys.readouterr()
     assert main(args[:4] + ["--seconds", "0.5", "--clip-id", "third"]) == 2
     assert "holds a dataset with" in capsys.readouterr().err
+
+
+def test_convert_video_chunks_with_a_face_centred_crop(tmp_path, real_data, capsys) -> None:
+    from microexp_ros.face.detector import FaceDetector
+
+    video = real_data / "pyfeat" / "WolfgangLanger_Pexels.mp4"
+    out = tmp_path / "ds"
+    args = ["data", "convert-video", str(video), str(out), "--start", "5", "--seconds", "1.2", "--chunk", "0.5",
+            "--stride", "0.4", "--crop", "face", "--face-width", "330", "--width", "48", "--height", "32",
+            "--low-width", "24", "--low-height", "16", "--split", "train", "--seed", "3", "--json"]
+    assert main(args) == 0
+    clips = json.loads(capsys.readouterr().out)["clips"]
+    assert [c["clip"] for c in clips] == ["v_WolfgangLanger_Pexels_5000", "v_WolfgangLanger_Pexels_5400"]
+    manifest = load_manifest(out)
+    assert [c["split"] for c in manifest["clips"]] == ["train", "train"]
+    frame = read_video(video, seconds=0.01, start_s=5.0)[0][0]
+    face = FaceDetector().detect(frame)[0]
+    x, y, w, h = clips[0]["crop"]
+    assert (w, h) == (330, 220)
+    assert abs(x + w / 2 - (face.x + face.w / 2)) <= 1 and abs(y + h / 2 - (face.y + face.h / 2)) <= 1
+    for c in clips:
+        clip = load_clip(out, next(m for m in manifest["clips"] if m["id"] == c["clip"]))
+        assert clip.gray["high"].shape[1:] == (32, 48) and c["frames"] == 12 and c["events_high"] > 0
+    # a clip whose first frame shows no face is refused with a message naming the way out
+    assert main(["data", "convert-video", str(real_data / "pyfeat" / "face_noface.mov"), str(tmp_path / "x"),
+                 "--start", "5", "--seconds", "0.2", "--crop", "face"]) == 2
+    assert "no face found" in capsys.readouterr().err
+
+
+def test_chunk_starts_cover_whole_chunks_only() -> None:
+    assert chunk_starts(10.0, 0.0, None, 2.0) == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert chunk_starts(10.0, 1.0, 5.0, 2.0, 1.0) == [1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(ValueError, match="no whole"):
+        chunk_starts(1.0, 0.5, None, 2.0)
+    with pytest.raises(ValueError, match="> 0"):
+        chunk_starts(10.0, 0.0, None, 2.0, 0.0)
 
 
 def test_flow_upsampled_video_gives_events_closer_to_the_true_motion() -> None:

@@ -24,18 +24,28 @@ def register(group) -> None:
     bench.set_defaults(func=run_bench)
 
     conv = group("data", "synthetic datasets and bags").add_parser(
-        "convert-video", help="simulate events from a real face video and write it as one dataset clip")
+        "convert-video", help="simulate events from a real face video and write it as dataset clips (one, or "
+                              "one per --chunk)")
     conv.add_argument("video", type=Path, help="input video (anything OpenCV decodes)")
     conv.add_argument("out", type=Path, help="dataset directory (created, or appended to if it matches)")
     conv.add_argument("--width", type=int, default=128, help="high-resolution sensor width (default: %(default)s)")
     conv.add_argument("--height", type=int, default=128, help="high-resolution sensor height (default: %(default)s)")
     conv.add_argument("--low-width", type=int, default=48, help="low-resolution sensor width (default: %(default)s)")
     conv.add_argument("--low-height", type=int, default=48, help="low-resolution sensor height (default: %(default)s)")
-    conv.add_argument("--crop", type=_crop, help="face box x,y,w,h in video pixels (default: the largest centred box of the sensor aspect)")
+    conv.add_argument("--crop", type=_crop,
+                      help="face box x,y,w,h in video pixels, or 'face': a --face-width box of the sensor aspect "
+                           "centred on the face detected in each clip's first frame (default: the largest centred "
+                           "box of the sensor aspect)")
+    conv.add_argument("--face-width", type=int, default=300,
+                      help="with --crop face: box width in video pixels (default: %(default)s)")
     conv.add_argument("--openface-csv", type=Path, help="OpenFace 2.x CSV of this video: per-frame AU labels")
     conv.add_argument("--seconds", type=float, help="length to convert (default: the whole video)")
+    conv.add_argument("--chunk", type=float,
+                      help="write one clip per CHUNK seconds of the converted length instead of one clip")
+    conv.add_argument("--stride", type=float, help="with --chunk: seconds between clip starts (default: --chunk)")
     conv.add_argument("--start", type=float, default=0.0, help="start time in s (default: %(default)s)")
-    conv.add_argument("--seed", type=int, default=0, help="simulator seed (default: %(default)s)")
+    conv.add_argument("--seed", type=int, default=0,
+                      help="simulator seed; chunk i uses seed + i (default: %(default)s)")
     conv.add_argument("--brightness", type=float, default=1.0,
                       help="scale of the linear luminance, e.g. 0.05 for a dim-light version (default: %(default)s)")
     conv.add_argument("--lighting", default="normal",
@@ -44,16 +54,19 @@ def register(group) -> None:
     conv.add_argument("--split", default="test", choices=("train", "val", "test"),
                       help="manifest split (default: %(default)s)")
     conv.add_argument("--identity", help="manifest identity (default: the video's file name)")
-    conv.add_argument("--clip-id", help="clip id (default: v_<video stem>_<start ms>)")
+    conv.add_argument("--clip-id", help="clip id; with --chunk the prefix of <prefix>_<start ms> "
+                                        "(default: v_<video stem>_<start ms>)")
     add_json_flag(conv)
     conv.set_defaults(func=run_convert)
 
 
-def _crop(text: str) -> tuple[int, int, int, int]:
+def _crop(text: str) -> tuple[int, int, int, int] | str:
+    if text == "face":
+        return text
     try:
         x, y, w, h = (int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"crop must be x,y,w,h integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"crop must be 'face' or x,y,w,h integers, got {text!r}") from None
     return x, y, w, h
 
 
@@ -85,33 +98,52 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from microexp_ros.sim.video import read_openface_csv, video_to_events, write_video_clip
+    from microexp_ros.sim.video import (chunk_starts, face_crop, read_openface_csv, read_video, video_duration_s,
+                                        video_to_events, write_video_clip)
 
     if not args.video.is_file():
         print(f"data convert-video: video not found: {args.video}", file=sys.stderr)
         return 2
-    clip_id = args.clip_id or f"v_{args.video.stem}_{int(round(args.start * 1000))}"
+    command = "microexp " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    prefix = args.clip_id or f"v_{args.video.stem}"
     try:
-        labels = None
-        if args.openface_csv is not None:
-            labels = read_openface_csv(args.openface_csv)
-        converted = video_to_events(args.video, args.width, args.height, crop=args.crop, seconds=args.seconds,
-                                    start_s=args.start, seed=args.seed, brightness=args.brightness,
-                                    extra_resolutions={"low": (args.low_width, args.low_height)})
-        if labels is not None:
-            labels = labels.for_frames(int(round(args.start * 1e9)), converted.frame_t)
-        entry = write_video_clip(
-            args.out, converted, "low", clip_id=clip_id, identity=args.identity or args.video.stem,
-            split=args.split, lighting=args.lighting, seed=args.seed, video=args.video.name, labels=labels,
-            command="microexp " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+        labels = read_openface_csv(args.openface_csv) if args.openface_csv is not None else None
+        if args.chunk is None:
+            clips = [(args.clip_id or f"{prefix}_{int(round(args.start * 1000))}", args.start, args.seconds)]
+        else:
+            starts = chunk_starts(video_duration_s(args.video), args.start, args.seconds, args.chunk, args.stride)
+            clips = [(f"{prefix}_{int(round(s * 1000))}", s, args.chunk) for s in starts]
+        detector = None
+        if args.crop == "face":
+            from microexp_ros.face.detector import FaceDetector
+
+            detector = FaceDetector()
+        reports = []
+        for i, (clip_id, start, seconds) in enumerate(clips):
+            crop = args.crop
+            if crop == "face":
+                first = read_video(args.video, seconds=1e-3, start_s=start)[0][0]
+                crop_h = int(round(args.face_width * args.height / args.width))
+                crop = face_crop(first, args.face_width, crop_h, detector)
+            converted = video_to_events(args.video, args.width, args.height, crop=crop, seconds=seconds,
+                                        start_s=start, seed=args.seed + i, brightness=args.brightness,
+                                        extra_resolutions={"low": (args.low_width, args.low_height)})
+            clip_labels = None
+            if labels is not None:
+                clip_labels = labels.for_frames(int(round(start * 1e9)), converted.frame_t)
+            entry = write_video_clip(
+                args.out, converted, "low", clip_id=clip_id, identity=args.identity or args.video.stem,
+                split=args.split, lighting=args.lighting, seed=args.seed + i, video=args.video.name,
+                labels=clip_labels, command=command)
+            reports.append({"clip": entry["id"], "start_s": start, "frames": int(converted.frame_t.size),
+                            "events_high": int(converted.events.size),
+                            "events_low": int(converted.extra["low"].size), "label": entry["label"],
+                            "aus": len(entry["aus"]), "crop": list(converted.crop)})
     except (ValueError, FileNotFoundError) as error:
         print(f"data convert-video: {error}", file=sys.stderr)
         return 2
-    payload = {"clip": entry["id"], "out": str(args.out), "frames": int(converted.frame_t.size),
-               "events_high": int(converted.events.size), "events_low": int(converted.extra["low"].size),
-               "label": entry["label"], "aus": len(entry["aus"]), "crop": list(converted.crop)}
-    text = format_table(["clip", "frames", "events high", "events low", "label", "AU episodes"],
-                        [[entry["id"], payload["frames"], payload["events_high"], payload["events_low"],
-                          entry["label"], payload["aus"]]])
-    emit(args, payload, text)
+    text = format_table(["clip", "start s", "frames", "events high", "events low", "label", "AU episodes", "crop"],
+                        [[r["clip"], r["start_s"], r["frames"], r["events_high"], r["events_low"], r["label"],
+                          r["aus"], ",".join(map(str, r["crop"]))] for r in reports])
+    emit(args, {"out": str(args.out), "clips": reports}, text)
     return 0

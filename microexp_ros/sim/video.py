@@ -101,6 +101,51 @@ def check_crop(crop: tuple[int, int, int, int] | None, width: int, height: int,
     return x, y, w, h
 
 
+def video_duration_s(path: str | os.PathLike) -> float:
+    """Length of a video from its container's frame count and rate (what chunking plans with)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise ValueError(f"OpenCV cannot open {path} (unsupported container or codec)")
+        fps, count = float(cap.get(cv2.CAP_PROP_FPS)), float(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        cap.release()
+    if not fps > 0 or not count > 0:
+        raise ValueError(f"{path} reports no frame rate or frame count")
+    return count / fps
+
+
+def chunk_starts(duration_s: float, start_s: float, seconds: float | None, chunk_s: float,
+                 stride_s: float | None = None) -> list[float]:
+    """Start times of the chunk_s-long clips, every stride_s (default chunk_s), inside [start_s, start_s +
+    seconds) (to the end of the video when seconds is None); only whole chunks."""
+    stride_s = chunk_s if stride_s is None else stride_s
+    if not chunk_s > 0 or not stride_s > 0:
+        raise ValueError(f"chunk and stride must be > 0 s, got {chunk_s} and {stride_s}")
+    end = duration_s if seconds is None else min(duration_s, start_s + seconds)
+    count = int(np.floor((end - start_s - chunk_s) / stride_s + 1e-9)) + 1
+    if count < 1:
+        raise ValueError(f"no whole {chunk_s} s chunk fits between {start_s} s and {end:.3f} s")
+    return [round(start_s + i * stride_s, 6) for i in range(count)]
+
+
+def face_crop(frame: np.ndarray, width: int, height: int, detector=None) -> tuple[int, int, int, int]:
+    """A width x height crop box centred on the best face in `frame`, shifted (not clipped) to stay inside
+    the frame. The size is fixed, not face-relative, because a dataset directory holds one RGB size."""
+    from microexp_ros.face.detector import FaceDetector
+
+    frame_h, frame_w = frame.shape[:2]
+    if not (0 < width <= frame_w and 0 < height <= frame_h):
+        raise ValueError(f"face crop {width}x{height} does not fit the {frame_w}x{frame_h} video frame")
+    faces = (detector or FaceDetector()).detect(frame)
+    if not faces:
+        raise ValueError("no face found in the first frame of the clip: give the crop box with --crop x,y,w,h")
+    face = faces[0]
+    x = min(max(0, face.x + face.w // 2 - width // 2), frame_w - width)
+    y = min(max(0, face.y + face.h // 2 - height // 2), frame_h - height)
+    return x, y, int(width), int(height)
+
+
 @dataclass
 class VideoEvents:
     """Events of a converted video and the frames they came from (times in ns from the first frame)."""
