@@ -11,8 +11,8 @@ microexp_ros/AUPredictions stamped with the window end (host time).
 Before it subscribes (and before `/au_predictions` exists, which a bag player waits for) the node runs the
 model on a synthetic window: the first call of a fresh process costs about a second (numba runtime and
 kernels, torch's first allocations and the trace), which would otherwise delay the first real windows and
-queue the next. The shipped model is loaded and warmed up before rclpy starts (`prepare_default_model`), so a
-hot standby process has done it while it waits.
+queue the next. The shipped model is loaded and warmed up before rclpy starts (`DEFAULT_MODEL`, unless the
+command line sets `model_path`), so a hot standby process has done it while it waits.
 
 Defined behaviour on odd input (all counted in /diagnostics, the node keeps running):
 - empty window (no events): the model runs on the empty input and its output is published like any other;
@@ -43,6 +43,7 @@ from microexp_ros.nodes.sample_input import (RegionSource, RegionUnavailable, Sa
 from microexp_ros.ros import qos
 from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.params import Param, ParameterError, declare_parameters
+from microexp_ros.ros.prepared_model import PreparedModel
 from microexp_ros.ros.runtime import run_node
 from microexp_ros.ros.stamps import from_time_msg, to_time_msg
 from microexp_ros.sync.stream_windows import EventStreamWindows, PacketError
@@ -77,11 +78,6 @@ PARAMS = [
 STREAM_HISTORY_NS = 1_000_000_000
 
 
-# The shipped model, loaded and warmed up by `prepare_default_model` before the node exists: a node whose
-# `model_path` is the default takes it instead of loading its own.
-_prepared: list[AUPredictor] = []
-
-
 def _warm_up(predictor: AUPredictor) -> list[float]:
     """Predict on a synthetic window of a sensor twice the model's input size (so the resampling runs too);
     the wall ms of each call."""
@@ -89,10 +85,7 @@ def _warm_up(predictor: AUPredictor) -> list[float]:
     return predictor.warm_up(synthetic_events(side, side, 0, window), 0, window, (side, side))
 
 
-def prepare_default_model() -> None:
-    predictor = AUPredictor.from_file(None)
-    _warm_up(predictor)
-    _prepared.append(predictor)
+DEFAULT_MODEL = PreparedModel("au_classifier", AUPredictor.from_file, _warm_up)
 
 
 class AUClassifierNode(Node):
@@ -104,8 +97,7 @@ class AUClassifierNode(Node):
         if p["off_threshold"] > p["on_threshold"]:
             raise ParameterError(f"off_threshold {p['off_threshold']} is above on_threshold {p['on_threshold']}")
         torch.set_num_threads(p["threads"])
-        self.predictor = (_prepared.pop() if _prepared and not p["model_path"]
-                          else AUPredictor.from_file(p["model_path"] or None))
+        self.predictor = DEFAULT_MODEL.take(p["model_path"])
         if self.predictor.modality != "events":
             raise WeightsError(f"weights '{self.predictor.name}' take {self.predictor.modality} input; "
                                "au_classifier needs an events model")
@@ -206,7 +198,7 @@ class AUClassifierNode(Node):
 
 
 def main() -> None:
-    sys.exit(run_node(AUClassifierNode, prepare=prepare_default_model))
+    sys.exit(run_node(AUClassifierNode, prepare=DEFAULT_MODEL.prepare))
 
 
 if __name__ == "__main__":

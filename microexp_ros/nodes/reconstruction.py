@@ -11,7 +11,8 @@ Keyframe models are given the RGB crop of the previous sample (the current one i
 before the first RGB frame are skipped (`drop/no_keyframe`). Bad windows are counted and skipped.
 Before it subscribes, the node reconstructs a synthetic window once (`warm_up`), so the first real window
 does not pay the fresh process's lazy loading (numba kernels, torch's first allocations). The shipped model is
-loaded and warmed up before rclpy starts (`prepare_default_model`), so a hot standby has done it while it waits.
+loaded and warmed up before rclpy starts (`DEFAULT_MODEL`, unless the command line sets `model_path`), so a hot
+standby has done it while it waits.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from microexp_ros.ros import qos
 from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.image import to_image
 from microexp_ros.ros.params import Param, declare_parameters
+from microexp_ros.ros.prepared_model import PreparedModel
 from microexp_ros.ros.runtime import run_node
 from microexp_ros.ros.stamps import from_time_msg
 
@@ -74,21 +76,14 @@ def crop_image(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.n
     return image[y:y + h, x:x + w]
 
 
-# The shipped model, loaded and warmed up by `prepare_default_model` before the node exists: a node whose
-# `model_path` is the default takes it instead of loading its own.
-_prepared: list[Reconstructor] = []
-
-
 def _warm_up(reconstructor: Reconstructor, width: int, height: int) -> list[float]:
     """Reconstruct a synthetic window of this size; the wall ms of each call."""
     window = WARM_UP_WINDOW_NS
     return reconstructor.warm_up(synthetic_events(width, height, 0, window), 0, window, width, height)
 
 
-def prepare_default_model() -> None:
-    reconstructor = Reconstructor.from_file(None)
-    _warm_up(reconstructor, WARM_UP_SIZE, WARM_UP_SIZE)
-    _prepared.append(reconstructor)
+DEFAULT_MODEL = PreparedModel("reconstruction", Reconstructor.from_file,
+                              lambda reconstructor: _warm_up(reconstructor, WARM_UP_SIZE, WARM_UP_SIZE))
 
 
 class ReconstructionNode(Node):
@@ -98,8 +93,7 @@ class ReconstructionNode(Node):
         self.regions = RegionSource(p["use_face_region"], region_param("roi", p["roi"]),
                                     region_param("rgb_roi", p["rgb_roi"]), "", int(p["face_region_max_age_s"] * 1e9))
         torch.set_num_threads(p["threads"])
-        self.reconstructor = (_prepared.pop() if _prepared and not p["model_path"]
-                              else Reconstructor.from_file(p["model_path"] or None))
+        self.reconstructor = DEFAULT_MODEL.take(p["model_path"])
         self.warm_up(None if p["use_face_region"] else self.regions.fixed.event_roi)
         self.health = Health(self)
         self.keyframe: np.ndarray | None = None
@@ -174,7 +168,7 @@ class ReconstructionNode(Node):
 
 
 def main() -> None:
-    sys.exit(run_node(ReconstructionNode, prepare=prepare_default_model))
+    sys.exit(run_node(ReconstructionNode, prepare=DEFAULT_MODEL.prepare))
 
 
 if __name__ == "__main__":

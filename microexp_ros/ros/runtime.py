@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -32,11 +32,12 @@ def wait_for_promotion() -> bool:
     return sys.stdin.readline().strip() == START_LINE
 
 
-def run_node(make_node: Callable[[], Node], argv: Sequence[str] | None = None,
-             prepare: Callable[[], None] | None = None) -> int:
-    """Configure DDS, init rclpy, spin the node until SIGINT/SIGTERM, shut down; the process's exit code.
+def run_node(make_node: Callable[[], Node], prepare: Callable[[], None] | None = None) -> int:
+    """Configure DDS, init rclpy with the process's arguments, spin the node until SIGINT/SIGTERM, shut down;
+    the process's exit code.
 
-    `prepare` does start-up work that needs no ROS (loading compiled kernels), before a standby waits. A node
+    `prepare` does start-up work that needs no ROS (loading compiled kernels, a default model), before a standby
+    waits; it can read the ROS arguments the node will get in sys.argv (`ros.params.command_line_value`). A node
     that raises while being constructed (bad parameters, missing model file) logs why and exits 1, so a
     launcher can report it; SIGINT and SIGTERM end the process with 0, as does a standby that is not needed.
     """
@@ -51,7 +52,7 @@ def run_node(make_node: Callable[[], Node], argv: Sequence[str] | None = None,
     if prepare is not None:
         prepare()
     transport = configure_transport()
-    rclpy.init(args=list(sys.argv if argv is None else argv), signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     placeholder = None
     if os.environ.get(STANDBY_ENV) == "1":
         # The context's participant is created with its first node: a hidden one, free of the node's remappings.
