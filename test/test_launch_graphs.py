@@ -155,6 +155,16 @@ def test_sim_graph_defaults_to_the_synthetic_face_and_watches_a_video_on_request
         resolve("sim", {"seed": "-1"})
 
 
+def test_the_hri_bag_player_waits_for_the_graphs_processing_nodes():
+    _, specs = resolve("hri", {"source": "bag"})
+    player = next(s for s in specs if s.name == "bag_player")
+    waits = ["/time_sync/samples", "/au_predictions", "/reconstruction/image", "/face_region/region"]
+    assert player.parameters["wait_for_publishers"] == waits
+    assert {"time_sync", "au_classifier", "reconstruction", "face_region"} <= {s.name for s in specs}
+    # on the command line the launcher gives the player, too
+    assert json.loads(command_view(node_command(player), False)["parameters"]["wait_for_publishers"]) == waits
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="unknown argument"):
         resolve("replay", {"bagg": "x"})

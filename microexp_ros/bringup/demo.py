@@ -29,7 +29,7 @@ from rclpy.node import Node
 from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import Image
 
-from microexp_ros.bringup.graphs import NodeSpec
+from microexp_ros.bringup.graphs import NodeSpec, wait_for_ready
 from microexp_ros.bringup.runner import Launcher
 from microexp_ros.eval.hri_report import (GroundTruthEvent, WindowPrediction, plot_timeline, save_montage, score,
                                           summary)
@@ -44,9 +44,6 @@ MODEL_NODES = ("au_classifier", "reconstruction")
 # The path a robot behaviour waits on: the recording, windowing, the AU model. No reconstruction, face region,
 # visualizer or ROS4HRI bridge competing for the cores.
 AU_PATH = ("bag_player", "time_sync", "au_classifier")
-# What each node publishes that the bag player waits for before playing (hri.yaml's wait_for_publishers).
-_READY_TOPICS = {"time_sync": "/time_sync/samples", "au_classifier": "/au_predictions",
-                 "reconstruction": "/reconstruction/image", "face_region": "/face_region/region"}
 
 
 def serialized_stamp(raw: bytes) -> int:
@@ -220,9 +217,7 @@ def select_nodes(specs: list[NodeSpec], nodes: Sequence[str]) -> list[NodeSpec]:
     if missing:
         raise ValueError(f"node(s) {', '.join(sorted(missing))} not in the graph "
                          f"(it has {', '.join(spec.name for spec in specs)})")
-    waits = [_READY_TOPICS[name] for name in nodes if name in _READY_TOPICS]
-    return [dataclasses.replace(spec, parameters={**spec.parameters, "wait_for_publishers": waits})
-            if spec.name == "bag_player" else spec for spec in kept]
+    return wait_for_ready(kept)
 
 
 def override_parameters(specs: list[NodeSpec], parameters: dict[str, dict]) -> list[NodeSpec]:

@@ -9,7 +9,7 @@ turns them into node specs with parameter files from `config/` and overrides.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -35,6 +35,11 @@ class NodeSpec:
 
 # Respawn delay of the HRI graphs' nodes: short, since a robot waits on /au_predictions while a node restarts.
 FAST_RESPAWN_S = 0.1
+
+# What each processing node publishes once it is up (they take seconds to load torch and their weights): a bag
+# player starts the replay only when the nodes of its graph publish these, so every window reaches them.
+READY_TOPICS = {"time_sync": "/time_sync/samples", "au_classifier": "/au_predictions",
+                "reconstruction": "/reconstruction/image", "face_region": "/face_region/region"}
 
 COMMON_ARGUMENTS: dict[str, Argument] = {
     "dds_transport": Argument("shm", "FastDDS transport: shm (one host, large messages), large_data "
@@ -130,6 +135,14 @@ def _event_sources(args: Mapping[str, str], config: tuple[str, ...]) -> tuple[li
     return nodes, events_topic, bool(args["rgb_source"])
 
 
+def wait_for_ready(specs: list[NodeSpec]) -> list[NodeSpec]:
+    """`specs` with the bag player (if any) waiting for the READY_TOPICS of the nodes among them."""
+    names = {spec.name for spec in specs}
+    waits = [topic for node, topic in READY_TOPICS.items() if node in names]
+    return [replace(spec, parameters={**spec.parameters, "wait_for_publishers": waits})
+            if spec.name == "bag_player" else spec for spec in specs]
+
+
 def _respawning(name: str, config: tuple[str, ...], parameters: Mapping[str, Any],
                 remappings: tuple[tuple[str, str], ...] = ()) -> NodeSpec:
     """A processing node of the HRI graphs (executable and node name alike), respawned FAST_RESPAWN_S after
@@ -163,7 +176,7 @@ def hri(args: Mapping[str, str]) -> list[NodeSpec]:
     ]
     if _flag(args["visualize"]):
         nodes.append(_respawning("visualizer", config, {"use_face_region": True}, samples + region))
-    return nodes
+    return wait_for_ready(nodes)
 
 
 # Event sensor sizes of the simulated face region, as in the generated datasets (EVK4-like and DAVIS346-like).
