@@ -89,6 +89,26 @@ def test_requested_windows_of_a_stream_joined_mid_way(recording):
     assert stream.drop_totals("decode:", "skipped") == {"window_start_discarded": 1}
 
 
+@pytest.mark.parametrize("splice", [True, False])
+def test_a_replay_loop_gives_the_same_windows_again(recording, splice):
+    """A bag replayed in a loop: sequence and sensor time start over while host time goes on. The stream
+    restarts once, at the loop's first packet, and the second pass cuts exactly the windows of the first."""
+    events, triggers = recording
+    packets = packets_of(events, triggers)
+    period = 50 * MS
+    stream = EventStreamWindows(WindowCutter(300 * MS), FixedRateWindows(period, period), splice=splice)
+    first_pass = feed(stream, packets)
+    loop_offset = HOST_OFFSET_NS + 3 * 10**9   # the player's second pass, 3 s later on the host clock
+    second_pass = feed(stream, packets, offset_ns=loop_offset)
+    assert len(second_pass) == len(first_pass) > 30
+    for (a, data_a, _), (b, data_b, _) in zip(first_pass, second_pass):
+        assert (a.start, a.end) == (b.start, b.end) and np.array_equal(a.events, b.events)
+        assert np.array_equal(decoded(data_a)[0], decoded(data_b)[0])
+    drops = stream.drop_totals("decode:", "skipped")
+    assert drops["clock_restart"] == 1 and drops["seq_backwards"] == 1
+    assert set(drops) <= {"clock_restart", "seq_backwards", "window_abandoned_on_restart"}, drops
+
+
 def test_a_clock_jump_restarts_the_stream_and_counts_what_it_abandoned():
     """The sensor→host offset jumps by 1 s (a sensor time reset): the open window is abandoned, the fixed-rate
     windows restart from the new stream's first event, and both are counted."""

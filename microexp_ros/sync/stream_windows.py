@@ -64,10 +64,16 @@ class EventStreamWindows:
         """Feed one packet: its bytes (any buffer), host stamp, sequence number, encoding, geometry and time
         base; what it decoded to. Windows it completed come out of `ready()`."""
         seq = int(seq)
-        self._count_sequence(seq)
+        backwards = self._count_sequence(seq)
         key = (encoding, int(width), int(height))
         if key != self._key:
             self._start_stream(key, seq)
+        elif backwards:
+            # The sequence started over (a replay loop, a restarted driver): decoding this packet with the
+            # old stream's state would read its earlier times as a time wrap, 16.8 s ahead.
+            self.decoder.reset()
+            if self._splicer is not None:
+                self._splicer.reset()
         state = self.decoder.stream_state() if self._splicer is not None else None
         try:
             result = self.decoder.decode(memoryview(data), time_base=int(time_base))
@@ -99,13 +105,17 @@ class EventStreamWindows:
                 self._splicer.trim_before(self.cutter.history_start)
         return result
 
-    def _count_sequence(self, seq: int) -> None:
+    def _count_sequence(self, seq: int) -> bool:
+        """Count packets missing from the sequence; whether it went backwards."""
+        backwards = False
         if self._last_seq is not None and seq != self._last_seq + 1:  # a packet the transport lost
             if seq > self._last_seq + 1:
                 self._drops["packet_gap"] += seq - self._last_seq - 1
             else:
                 self._drops["seq_backwards"] += 1
+                backwards = True
         self._last_seq = seq
+        return backwards
 
     def _start_stream(self, key: tuple[str, int, int], seq: int) -> None:
         try:
