@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from microexp_ros.events.array import empty_events
+from microexp_ros.events.array import empty_events, synthetic_events
 from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
 from microexp_ros.models.au_inference import ActivationFilter, AUPredictor, build_au_model, encode_events
 from microexp_ros.models.weights import WeightsError, load_model, read_sidecar, save_model, sidecar_path
@@ -112,6 +112,23 @@ def test_save_load_round_trip_is_exact_and_deterministic(tmp_path):
         a3, c3 = loaded(x)
     assert torch.equal(a1, a2) and torch.equal(c1, c2)
     assert torch.equal(a2, a3) and torch.equal(c2, c3)
+
+
+def test_inference_neuron_loop_equals_snntorch_on_the_shipped_model():
+    """Without autograd the network runs its own neuron loop; it must give snntorch's spikes exactly."""
+    predictor = AUPredictor.from_file()
+    model = predictor.model
+    sensor, window = 2 * predictor.size, predictor.window_ns
+    x = torch.from_numpy(np.stack([
+        encode_events(synthetic_events(sensor, sensor, 0, window, count=count, seed=seed), 0, window,
+                      (0, 0, sensor, sensor), (sensor, sensor), predictor.size, predictor.bins)
+        for seed, count in enumerate((500, 4000, 20000, 60000))]))
+    with torch.no_grad():
+        fast = model(x)
+    with torch.enable_grad():
+        reference = model(x)
+    assert all(torch.equal(a, b.detach()) for a, b in zip(fast, reference))
+    assert len({tuple(row.tolist()) for row in fast[1]}) == len(x)  # the inputs drive different spike trains
 
 
 def test_missing_and_incompatible_weights_raise_clear_errors(tmp_path):

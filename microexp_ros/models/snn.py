@@ -77,6 +77,8 @@ class SpikingAUNet(nn.Module):
     @staticmethod
     def _spike_over_time(lif: snn.Leaky, current: torch.Tensor) -> torch.Tensor:
         """Run one LIF layer over the time axis (dim 1) of `current`, returning the spike train."""
+        if not torch.is_grad_enabled():
+            return _leaky_inference(lif, current)
         mem = torch.zeros_like(current[:, 0])
         spikes = []
         for t in range(current.shape[1]):
@@ -95,6 +97,26 @@ class SpikingAUNet(nn.Module):
         hidden = self._spike_over_time(self.fc_lif, self.fc(feat).unflatten(0, (b, t)))
         rate = self.dropout(hidden.mean(dim=1))
         return self.au_head(rate), self.class_head(rate)
+
+
+def _leaky_inference(lif: snn.Leaky, current: torch.Tensor) -> torch.Tensor:
+    """`snn.Leaky` over time without autograd, in a third of the operators (inference runs 32 neuron steps
+    per window, and their per-operator overhead was two thirds of the forward time on CPU).
+
+    Same arithmetic as the Leaky neurons SpikingAUNet builds (snntorch's defaults: subtractive reset delayed by
+    one step, heaviside spikes):
+    mem_t = clamp(beta) * mem_{t-1} + I_t - reset_t * threshold, with reset_t = H(mem_{t-1} - threshold),
+    which is the previous step's spike; spk_t = H(mem_t - threshold). test_snn checks the outputs are equal.
+    """
+    beta, threshold = lif.beta.clamp(0, 1), lif.threshold
+    mem = torch.zeros_like(current[:, 0])
+    spk = torch.zeros_like(mem)
+    spikes = []
+    for t in range(current.shape[1]):
+        mem = beta * mem + current[:, t] - spk * threshold
+        spk = (mem > threshold).to(mem.dtype)
+        spikes.append(spk)
+    return torch.stack(spikes, dim=1)
 
 
 def build_snn(config: dict) -> SpikingAUNet:
