@@ -150,6 +150,8 @@ def test_training_rejects_bad_options(au_dataset, tmp_path):
         TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), epochs=0)
     with pytest.raises(ValueError, match="shift_px"):
         TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), shift_px=32)
+    with pytest.raises(ValueError, match="readout"):
+        TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), arch="cnn", readout="membrane")
 
 
 def test_shift_translates_each_input_and_fills_the_border_with_zeros():

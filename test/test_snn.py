@@ -63,14 +63,18 @@ def test_unknown_arch_and_bad_hyperparameters_raise():
         build_au_model(dict(SNN_CONFIG, size=36))
     with pytest.raises(ValueError, match="surrogate"):
         build_au_model(dict(SNN_CONFIG, surrogate="relu"))
+    with pytest.raises(ValueError, match="readout"):
+        build_au_model(dict(SNN_CONFIG, readout="voltage"))
 
 
-def test_snn_learns_moving_edges_and_decay_is_learned():
+@pytest.mark.parametrize("readout", ["spikes", "membrane"])
+def test_snn_learns_moving_edges_and_decay_is_learned(readout):
     """Overfit a tiny labelled set of real event histograms: loss falls and training accuracy reaches 100 %."""
     torch.manual_seed(0)
     x, y = bar_windows(16, seed=1)
-    model = build_au_model(dict(SNN_CONFIG, dropout=0.0))
+    model = build_au_model(dict(SNN_CONFIG, dropout=0.0, readout=readout))
     beta_before = model.lifs[0].beta.detach().clone()
+    readout_beta_before = model.fc_lif.beta.detach().clone()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses, accuracy = [], 0.0
     for step in range(1, 81):
@@ -90,6 +94,7 @@ def test_snn_learns_moving_edges_and_decay_is_learned():
     assert losses[-1] < 0.25 * losses[0]
     assert accuracy == 1.0
     assert not torch.equal(model.lifs[0].beta.detach(), beta_before), "learn_beta must make the decay trainable"
+    assert not torch.equal(model.fc_lif.beta.detach(), readout_beta_before)
 
 
 def test_save_load_round_trip_is_exact_and_deterministic(tmp_path):

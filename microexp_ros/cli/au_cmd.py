@@ -32,6 +32,9 @@ def register(group) -> None:
     train.add_argument("--copies", type=int, default=3, help="jittered windows per training clip")
     train.add_argument("--shift-px", type=int, default=0,
                        help="random translation of each training input by up to this many pixels (0 = none)")
+    train.add_argument("--readout", choices=("spikes", "membrane"), default="spikes",
+                       help="what the SNN's heads read: the hidden layer's spike rate, or the mean membrane of "
+                            "non-spiking leaky integrators (snn only)")
     train.add_argument("--max-minutes", type=float, default=20.0, help="stop training after this wall time")
     train.add_argument("--threads", type=int, default=2)
     add_json_flag(train)
@@ -94,7 +97,7 @@ def run_train(args: argparse.Namespace) -> int:
         data=str(args.data), out=str(args.out), modality=args.modality, arch=args.arch, resolution=args.resolution,
         seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, bins=args.bins, size=args.size,
         window_ns=int(round(args.window_ms * 1e6)), patience=args.patience, copies=args.copies,
-        shift_px=args.shift_px,
+        shift_px=args.shift_px, readout=args.readout,
         max_minutes=args.max_minutes, threads=args.threads, command=_command(args, "train au"),
     )
     summary = train(opts)

@@ -3,8 +3,10 @@
 Input [B, T, C, S, S] (T time bins; C = 2 polarity channels for events, 1 for gray frames). Three
 strided conv-BN-LIF blocks and a spiking hidden layer; leaky neurons have a learnable decay per channel
 (PLIF-like, init beta = 0.5, i.e. tau = 2 as in the paper's companion work) and a surrogate gradient.
-The heads read the hidden layer's spike rate over the window: a non-leaky integrator readout, so logits are
-linear in the spike counts. Two heads: per-AU logits (multi-label, MODEL_AUS order) and single-label logits
+The heads read the hidden layer over the window, by one of two readouts: "spikes", its spike rate (a
+non-leaky integrator of its spikes, so logits are linear in spike counts), or "membrane", the mean membrane
+potential of non-spiking leaky integrators (no threshold, no reset), which passes graded values instead of
+T + 1 spike-count levels. Two heads: per-AU logits (multi-label, MODEL_AUS order) and single-label logits
 (SINGLE_LABEL_CLASSES: neutral + the 12 AUs).
 
 Stateless layers (conv, BN, pooling) run on all T bins at once; only the neurons loop over time, which
@@ -23,6 +25,7 @@ from torch import nn
 from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
 
 SURROGATES = {"atan": surrogate.atan, "fast_sigmoid": surrogate.fast_sigmoid}
+READOUTS = ("spikes", "membrane")
 
 
 def check_input(x: torch.Tensor, bins: int, channels: int, size: int) -> None:
@@ -46,10 +49,13 @@ class SpikingAUNet(nn.Module):
         beta: float = 0.5,
         surrogate_name: str = "atan",
         dropout: float = 0.2,
+        readout: str = "spikes",
     ) -> None:
         super().__init__()
         if surrogate_name not in SURROGATES:
             raise ValueError(f"surrogate must be one of {sorted(SURROGATES)}, got {surrogate_name!r}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
         if size % (2 ** len(channels)) or size < 2 ** (len(channels) + 1):
             raise ValueError(f"size {size} must be a multiple of {2 ** len(channels)} and at least {2 ** (len(channels) + 1)}")
         if not 0.0 < beta < 1.0:
@@ -69,7 +75,9 @@ class SpikingAUNet(nn.Module):
             c_in = c_out
         self.pool = nn.AdaptiveAvgPool2d(4)
         self.fc = nn.Linear(c_in * 16, hidden)
-        self.fc_lif = snn.Leaky(beta=torch.full((hidden,), beta), learn_beta=True, spike_grad=spike_grad)
+        self.readout = readout
+        self.fc_lif = snn.Leaky(beta=torch.full((hidden,), beta), learn_beta=True, spike_grad=spike_grad,
+                                reset_mechanism="none" if readout == "membrane" else "subtract")
         self.dropout = nn.Dropout(dropout)
         self.au_head = nn.Linear(hidden, len(MODEL_AUS))
         self.class_head = nn.Linear(hidden, len(SINGLE_LABEL_CLASSES))
@@ -94,7 +102,11 @@ class SpikingAUNet(nn.Module):
             cur = conv(h.flatten(0, 1))
             h = self._spike_over_time(lif, cur.unflatten(0, (b, t)))
         feat = self.pool(h.flatten(0, 1)).flatten(1)
-        hidden = self._spike_over_time(self.fc_lif, self.fc(feat).unflatten(0, (b, t)))
+        current = self.fc(feat).unflatten(0, (b, t))
+        if self.readout == "membrane":
+            hidden = _integrate_over_time(self.fc_lif, current)
+        else:
+            hidden = self._spike_over_time(self.fc_lif, current)
         rate = self.dropout(hidden.mean(dim=1))
         return self.au_head(rate), self.class_head(rate)
 
@@ -119,6 +131,18 @@ def _leaky_inference(lif: snn.Leaky, current: torch.Tensor) -> torch.Tensor:
     return torch.stack(spikes, dim=1)
 
 
+def _integrate_over_time(lif: snn.Leaky, current: torch.Tensor) -> torch.Tensor:
+    """Membrane potentials over time (dim 1) of a Leaky built with reset_mechanism "none": a leaky integrator,
+    mem_t = clamp(beta) * mem_{t-1} + I_t (snntorch's state update; its spikes are not used)."""
+    beta = lif.beta.clamp(0, 1)
+    mem = torch.zeros_like(current[:, 0])
+    mems = []
+    for t in range(current.shape[1]):
+        mem = beta * mem + current[:, t]
+        mems.append(mem)
+    return torch.stack(mems, dim=1)
+
+
 def build_snn(config: dict) -> SpikingAUNet:
     """A SpikingAUNet from a weights-sidecar config (keys as in the constructor)."""
     return SpikingAUNet(
@@ -130,4 +154,5 @@ def build_snn(config: dict) -> SpikingAUNet:
         beta=float(config.get("beta", 0.5)),
         surrogate_name=str(config.get("surrogate", "atan")),
         dropout=float(config.get("dropout", 0.2)),
+        readout=str(config.get("readout", "spikes")),
     )

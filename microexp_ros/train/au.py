@@ -30,6 +30,7 @@ from microexp_ros.models.au_inference import (
     encode_frames,
     select_window,
 )
+from microexp_ros.models.snn import READOUTS
 from microexp_ros.models.weights import count_parameters, save_model
 
 RESOLUTIONS = ("high", "low")
@@ -56,6 +57,7 @@ class TrainOptions:
     jitter_ns: int = 40_000_000
     copies: int = 3
     shift_px: int = 0
+    readout: str = "spikes"
     max_minutes: float = 20.0
     threads: int = 2
     command: str = field(default_factory=lambda: " ".join(sys.argv))
@@ -72,6 +74,9 @@ class TrainOptions:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0 or self.window_ns <= 0 or self.jitter_ns < 0 or not self.max_minutes > 0:
             raise ValueError("lr, window and max_minutes must be positive and jitter non-negative")
+        if self.readout not in READOUTS or (self.readout != "spikes" and self.arch != "snn"):
+            raise ValueError(f"readout must be one of {READOUTS} (other than 'spikes' for the snn only), "
+                             f"got {self.readout!r} for arch {self.arch!r}")
         if not 0 <= self.shift_px < self.size // 2:
             raise ValueError(f"shift_px must be in [0, size/2), got {self.shift_px}")
 
@@ -85,6 +90,7 @@ class TrainOptions:
             "size": self.size,
             "window_ns": self.window_ns,
             "resolution": self.resolution if self.modality == "events" else "rgb",
+            **({"readout": self.readout} if self.arch == "snn" else {}),
         }
 
 
