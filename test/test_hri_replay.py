@@ -66,9 +66,12 @@ def demo_run(tmp_path_factory, ros_env):
     microexp = Path(sys.prefix) / "bin" / "microexp"
     proc = subprocess.run([str(microexp), "demo", "--json", "--report", str(report)], env=ros_env,
                           capture_output=True, text=True, timeout=300)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"no JSON from microexp demo (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
-    return proc.returncode, json.loads(lines[-1]), report
+    try:  # --json: stdout is the one JSON object, the launcher's lines go to stderr
+        metrics = json.loads(proc.stdout)
+    except json.JSONDecodeError as error:
+        raise AssertionError(f"microexp demo --json stdout is not one JSON object ({error}), exit "
+                             f"{proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}") from error
+    return proc.returncode, metrics, report
 
 
 def offline_au(recording) -> tuple[list[WindowPrediction], dict]:

@@ -15,9 +15,10 @@ import dataclasses
 import json
 import math
 import struct
+import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,12 +233,14 @@ def override_parameters(specs: list[NodeSpec], parameters: dict[str, dict]) -> l
 
 def replay_graph(bag: str = "", rate: str = "", resolution: str = "high", verbose: bool = True,
                  nodes: Sequence[str] | None = None, parameters: dict[str, dict] | None = None,
-                 log: Callable[[str], None] = print, dds_stamps: bool = False) -> GraphRun:
+                 dds_stamps: bool = False) -> GraphRun:
     """Replay `bag` (default: the embedded one) through the hri graph, or only its `nodes`, with a collector
     listening; `parameters` overrides node parameters by node name (e.g. {"au_classifier": {"threads": 2}}),
-    `log` gets the launcher's lines, `dds_stamps` is the Collector's."""
+    `dds_stamps` is the Collector's. The launcher's lines go to stdout when `verbose`, else to stderr, so that
+    a caller printing --json keeps stdout to its one JSON object."""
     # No standby processes: their imports would take CPU from the one replay whose latency this measures
     # (a crashed node is still respawned, from a cold start).
+    log = print if verbose else (lambda line: print(line, file=sys.stderr))
     launcher = Launcher("hri", {"source": "bag", "bag": bag, "rate": rate, "resolution": resolution}, log=log,
                         standby=False)
     if nodes is not None:

@@ -222,7 +222,7 @@ def _replay_latencies(args: argparse.Namespace) -> dict:
     for _ in range(args.runs):
         cpu -= time.process_time()
         run = replay_graph(args.bag, "", "high", verbose=False, nodes=AU_PATH if args.graph == "au" else None,
-                           parameters=parameters, log=lambda line: print(line, file=sys.stderr), dds_stamps=True)
+                           parameters=parameters, dds_stamps=True)
         cpu += time.process_time()
         collector = run.collector
         with collector.lock:
