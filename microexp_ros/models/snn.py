@@ -113,7 +113,8 @@ class SpikingAUNet(nn.Module):
 
 def _leaky_inference(lif: snn.Leaky, current: torch.Tensor) -> torch.Tensor:
     """`snn.Leaky` over time without autograd, in a third of the operators (inference runs 4 layers x T neuron
-    steps per window, and their per-operator overhead was two thirds of the 8-bin forward time on CPU).
+    steps per window, and their per-operator overhead was two thirds of the 8-bin forward time on CPU in a
+    torch.profiler probe).
 
     Same arithmetic as the Leaky neurons SpikingAUNet builds (snntorch's defaults: subtractive reset delayed by
     one step, heaviside spikes):
