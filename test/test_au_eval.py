@@ -47,11 +47,16 @@ def trained_models(au_dataset, tmp_path_factory):  # noqa: F811
 
     out = tmp_path_factory.mktemp("au_models")
     paths = {}
-    for stem, modality, arch in (("snn_events", "events", "snn"), ("snn_rgb", "rgb", "snn"), ("cnn_rgb", "rgb", "cnn")):
+    for stem, modality, arch, encoding in (("snn_events", "events", "snn", "polarity"),
+                                           ("snn_events_net", "events", "snn", "polarity_net"),
+                                           ("snn_rgb", "rgb", "snn", "polarity"), ("cnn_rgb", "rgb", "cnn", "polarity")):
         paths[stem] = out / f"{stem}.safetensors"
         assert main(["train", "au", "--data", str(au_dataset), "--out", str(paths[stem]), "--modality", modality,
                      "--arch", arch, "--epochs", "4", "--size", "32", "--bins", "6", "--copies", "1",
-                     "--threads", "1", "--json"]) == 0
+                     "--encoding", encoding, "--threads", "1", "--json"]) == 0
+    paths["snn_events_ensemble"] = out / "snn_events_ensemble.safetensors"
+    assert main(["train", "au-ensemble", str(paths["snn_events"]), str(paths["snn_events_net"]), "--out",
+                 str(paths["snn_events_ensemble"])]) == 0
     return paths
 
 
@@ -59,23 +64,27 @@ def test_eval_command_table_and_json(au_dataset, trained_models, tmp_path, capsy
     from microexp_ros.cli import main
 
     argv = ["eval", "au", "--data", str(au_dataset), "--snn-events", str(trained_models["snn_events"]),
+            "--snn-events-ensemble", str(trained_models["snn_events_ensemble"]),
             "--snn-rgb", str(trained_models["snn_rgb"]), "--cnn-rgb", str(trained_models["cnn_rgb"]),
             "--out-dir", str(tmp_path / "png"), "--threads", "1"]
     capsys.readouterr()
     assert main(argv + ["--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    for key in ("events_accuracy", "events_macro_f1", "rgb_accuracy", "rgb_macro_f1", "dim_gap_points"):
+    for key in ("events_accuracy", "events_macro_f1", "rgb_accuracy", "rgb_macro_f1", "dim_gap_points",
+                "ensemble_accuracy", "ensemble_macro_f1"):
         assert key in payload
     assert payload["clips"] == 3
     rows = payload["rows"]
-    assert set(rows) == {"events SNN high", "events SNN low", "RGB SNN", "RGB CNN"}
+    assert set(rows) == {"events SNN high", "events SNN low", "events SNN ensemble high", "events SNN ensemble low",
+                         "RGB SNN", "RGB CNN"}
+    assert payload["ensemble_accuracy"] == rows["events SNN ensemble high"]["all"]["accuracy"]
     for row in rows.values():
         assert row["all"]["n"] == 3 and 0.0 <= row["all"]["accuracy"] <= 1.0
         assert sum(c["n"] for c in row["lighting"].values()) == 3
         assert row["all"]["chance"]["uniform"] == pytest.approx(1 / 13)
     dim = rows["events SNN high"]["dim"]["accuracy"] - rows["RGB SNN"]["dim"]["accuracy"]
     assert payload["dim_gap_points"] == pytest.approx(100 * dim)
-    assert len(payload["confusion_png"]) == 4 and all((tmp_path / "png").glob("confusion_*.png"))
+    assert len(payload["confusion_png"]) == 6 and all((tmp_path / "png").glob("confusion_*.png"))
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "events SNN high" in text and "per-AU F1" in text and "chance" in text
@@ -116,8 +125,10 @@ def test_shipped_weights_load_and_the_events_model_runs_on_a_generated_window():
 
     torch.set_num_threads(1)
     predictor = AUPredictor.from_file()  # the shipped default events model
-    assert predictor.modality == "events" and "train au" in predictor.meta["command"]
-    assert predictor.meta["seed"] == 0 and predictor.meta["data"]["clips"]["train"] > 0
+    assert predictor.modality == "events" and predictor.meta["data"]["clips"]["train"] > 0
+    # Provenance: the training command and seed of the model, or of each member of an ensemble.
+    for made in predictor.meta.get("members", [predictor.meta]):
+        assert made["command"].startswith("microexp train au ") and made["seed"] == 0
     events, t0, t1, sensor = bench_window()  # a simulated AU12 clip at the default geometry
     first = predictor.predict(events, t0, t1, (0, 0, *sensor), sensor)
     second = predictor.predict(events, t0, t1, (0, 0, *sensor), sensor)
@@ -125,6 +136,10 @@ def test_shipped_weights_load_and_the_events_model_runs_on_a_generated_window():
     assert first.label in SINGLE_LABEL_CLASSES and np.all((first.probabilities >= 0) & (first.probabilities <= 1))
     for stem in ("snn_rgb_default", "cnn_rgb_default"):
         assert AUPredictor.from_file(share_path("models", f"{stem}.safetensors")).modality == "rgb"
+    ensemble = AUPredictor.from_file(share_path("models", "snn_events_ensemble.safetensors"))
+    assert ensemble.meta["config"]["arch"] == "ensemble" and len(ensemble.meta["members"]) == 2
+    assert all(m["command"].startswith("microexp train au ") and m["seed"] == 0 for m in ensemble.meta["members"])
+    assert ensemble.predict(events, t0, t1, (0, 0, *sensor), sensor).label in SINGLE_LABEL_CLASSES
 
 
 def test_eval_video_scores_presence_against_openface(real_data, capsys):

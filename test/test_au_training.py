@@ -104,14 +104,15 @@ def test_targets_mark_aus_overlapping_the_window():
     assert multi[MODEL_AUS.index(45)] == 1 and multi[MODEL_AUS.index(12)] == 1
 
 
-@pytest.mark.parametrize("modality,arch", [("events", "snn"), ("rgb", "cnn")])
-def test_train_command_fits_the_tiny_set_and_writes_loadable_weights(au_dataset, tmp_path, modality, arch):
+@pytest.mark.parametrize("modality,arch,encoding", [("events", "snn", "polarity"), ("events", "snn", "polarity_net"),
+                                                    ("rgb", "cnn", "polarity")])
+def test_train_command_fits_the_tiny_set_and_writes_loadable_weights(au_dataset, tmp_path, modality, arch, encoding):
     from microexp_ros.cli import main
 
     out = tmp_path / f"{arch}_{modality}.safetensors"
     argv = ["train", "au", "--data", str(au_dataset), "--out", str(out), "--modality", modality, "--arch", arch,
             "--epochs", "25", "--patience", "25", "--size", "32", "--bins", "6", "--copies", "2", "--seed", "3",
-            "--batch-size", "8", "--lr", "3e-3", "--threads", "1", "--json"]
+            "--batch-size", "8", "--lr", "3e-3", "--threads", "1", "--encoding", encoding, "--json"]
     assert main(argv) == 0
     record = read_sidecar(out)
     meta = record["meta"]
@@ -121,6 +122,8 @@ def test_train_command_fits_the_tiny_set_and_writes_loadable_weights(au_dataset,
     assert max(h["train_accuracy"] for h in history) == 1.0
     assert out.with_name(out.stem + "_curve.png").stat().st_size > 1000
     assert record["config"]["modality"] == modality and record["config"]["arch"] == arch
+    if modality == "events":
+        assert record["config"]["encoding"] == encoding and "--encoding " + encoding in meta["command"]
 
     # The saved model is the best-validation one, and predicts deterministically through AUPredictor.
     predictor = AUPredictor.from_file(out)
@@ -152,6 +155,9 @@ def test_training_rejects_bad_options(au_dataset, tmp_path):
         TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), shift_px=32)
     with pytest.raises(ValueError, match="readout"):
         TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), arch="cnn", readout="membrane")
+    with pytest.raises(ValueError, match="encoding"):
+        TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), modality="rgb",
+                     encoding="polarity_net")
 
 
 def test_shift_translates_each_input_and_fills_the_border_with_zeros():

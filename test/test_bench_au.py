@@ -21,7 +21,7 @@ from microexp_ros.events.aedat4 import Aedat4File
 from microexp_ros.events.reader_protocol import read_all
 from microexp_ros.events.window import window_slice
 from microexp_ros.events.array import synthetic_events
-from microexp_ros.models.au_inference import AUPredictor, encode_events
+from microexp_ros.models.au_inference import AUPredictor
 from microexp_ros.resources import share_path
 
 MS = 1_000_000
@@ -72,7 +72,7 @@ def test_traced_predictor_gives_exactly_the_eager_outputs_on_real_windows(real_d
         window = window_slice(events, t0, t1)
         counts.append(len(window))
         result = predictor.predict(window, t0, t1, roi, sensor)
-        x = torch.from_numpy(encode_events(window, t0, t1, roi, sensor, predictor.size, predictor.bins))[None]
+        x = torch.from_numpy(predictor.encode(window, t0, t1, roi, sensor))[None]
         with torch.inference_mode():
             au_logits, class_logits = eager(x)
         assert np.array_equal(result.probabilities, torch.sigmoid(au_logits[0]).numpy())

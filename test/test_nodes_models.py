@@ -176,11 +176,11 @@ AU_CONFIG = {"arch": "snn", "modality": "events", "in_channels": 2, "bins": 4, "
              "channels": [8, 16, 16], "hidden": 32, "window_ns": AU_WINDOW_NS}
 
 
-def responsive_snn(seed: int, gain: float = 6.0) -> torch.nn.Module:
+def responsive_snn(seed: int, gain: float = 6.0, config: dict = AU_CONFIG) -> torch.nn.Module:
     """A small SNN whose output depends on its input: at initialisation it barely spikes, so its weights are
     scaled up (then windows give different probabilities, and matching the offline call means something)."""
     torch.manual_seed(seed)
-    model = build_au_model(AU_CONFIG)
+    model = build_au_model(config)
     with torch.no_grad():
         for param in model.parameters():
             if param.dim() > 1:
@@ -188,8 +188,24 @@ def responsive_snn(seed: int, gain: float = 6.0) -> torch.nn.Module:
     return model
 
 
-def test_au_classifier_publishes_what_the_offline_predictor_computes(graph, real_data, tmp_path):
-    weights = save_model(tmp_path / "snn_test.safetensors", responsive_snn(0), AU_CONFIG, {"seed": 0, "gain": 6})
+def au_weights(tmp_path: Path, kind: str) -> Path:
+    """snn_test.safetensors: one responsive SNN, or an ensemble of one and a twin fed the net-polarity encoding."""
+    out = tmp_path / "snn_test.safetensors"
+    if kind == "single":
+        return save_model(out, responsive_snn(0), AU_CONFIG, {"seed": 0, "gain": 6})
+    from microexp_ros.train.au import combine_ensemble
+
+    net_config = {**AU_CONFIG, "in_channels": 3, "encoding": "polarity_net"}
+    members = [save_model(tmp_path / "members" / "pol.safetensors", responsive_snn(0), AU_CONFIG, {"seed": 0}),
+               save_model(tmp_path / "members" / "net.safetensors", responsive_snn(1, config=net_config), net_config,
+                          {"seed": 1})]
+    combine_ensemble(members, out, "test ensemble")
+    return out
+
+
+@pytest.mark.parametrize("kind", ["single", "ensemble"])
+def test_au_classifier_publishes_what_the_offline_predictor_computes(graph, real_data, tmp_path, kind):
+    weights = au_weights(tmp_path, kind)
     events = recording(real_data / "tonic" / "sample.aedat4")  # a person's head and shoulders, 320x240
     roi, size = (80, 40, 160, 160), (320, 240)
     graph.start("au_classifier", {"model_path": str(weights), "roi": list(roi), "on_threshold": 0.5,

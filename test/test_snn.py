@@ -125,8 +125,8 @@ def test_inference_neuron_loop_equals_snntorch_on_the_shipped_model():
     model = predictor.model
     sensor, window = 2 * predictor.size, predictor.window_ns
     x = torch.from_numpy(np.stack([
-        encode_events(synthetic_events(sensor, sensor, 0, window, count=count, seed=seed), 0, window,
-                      (0, 0, sensor, sensor), (sensor, sensor), predictor.size, predictor.bins)
+        predictor.encode(synthetic_events(sensor, sensor, 0, window, count=count, seed=seed), 0, window,
+                         (0, 0, sensor, sensor), (sensor, sensor))
         for seed, count in enumerate((500, 4000, 20000, 60000))]))
     with torch.no_grad():
         fast = model(x)
@@ -170,6 +170,39 @@ def test_predictor_rejects_wrong_modality_and_bad_roi(tmp_path):
         predictor.predict(events, 0, 100_000_000, (8, 8, SIZE, SIZE), (SIZE, SIZE))
     with pytest.raises(ValueError, match="takes events input, not rgb"):
         predictor.predict_frames(np.zeros((2, SIZE, SIZE), np.uint8), np.array([0, 1]), 0, 10, (0, 0, SIZE, SIZE))
+
+
+def test_net_encoding_cancels_polarity_symmetric_counts():
+    # Pixel (3, 5) fires 3 ON and 3 OFF events per bin (a flicker ripple); pixel (10, 2) 4 ON events per bin
+    # (an edge moving one way): only the second survives in the net channel.
+    t = np.arange(BINS)[:, None] * 10_000_000 + np.arange(1, 11)[None, :] * 100_000
+    ev = empty_events(t.size)
+    ev["t"] = t.ravel()
+    ev["x"], ev["y"], ev["p"] = np.tile([3, 3, 3, 3, 3, 3, 10, 10, 10, 10], BINS), \
+        np.tile([5, 5, 5, 5, 5, 5, 2, 2, 2, 2], BINS), np.tile([1, 0, 1, 0, 1, 0, 1, 1, 1, 1], BINS)
+    args = (ev, 0, BINS * 10_000_000, (0, 0, SIZE, SIZE), (SIZE, SIZE), SIZE, BINS)
+    plain, net = encode_events(*args), encode_events(*args, encoding="polarity_net")
+    assert plain.shape == (BINS, 2, SIZE, SIZE) and net.shape == (BINS, 3, SIZE, SIZE)
+    assert np.array_equal(net[:, :2], plain)
+    assert np.allclose(plain[:, :, 5, 3], np.log1p(3)) and np.all(net[:, 2, 5, 3] == 0)
+    assert np.allclose(net[:, 2, 2, 10], np.log1p(4)) and np.count_nonzero(net[:, 2]) == BINS
+    ev["p"] = 0  # every event OFF: the net count turns negative
+    assert np.allclose(encode_events(*args, encoding="polarity_net")[:, 2, 2, 10], -np.log1p(4))
+    with pytest.raises(ValueError, match="encoding must be one of"):
+        encode_events(*args, encoding="voxel")
+
+
+def test_predictor_encodes_with_the_weights_encoding_and_rejects_a_mismatch(tmp_path):
+    config = {**SNN_CONFIG, "in_channels": 3, "encoding": "polarity_net"}
+    predictor = AUPredictor.from_file(save_model(tmp_path / "net.safetensors", build_au_model(config), config, {}))
+    events = moving_bar(0, np.random.default_rng(0))
+    window = (events, 0, 100_000_000, (0, 0, SIZE, SIZE), (SIZE, SIZE))
+    assert predictor.encode(*window).shape == (BINS, 3, SIZE, SIZE)
+    assert predictor.predict(*window).probabilities.shape == (len(MODEL_AUS),)
+    config = {**SNN_CONFIG, "in_channels": 3}  # three channels but the 2-channel default encoding
+    path = save_model(tmp_path / "bad.safetensors", build_au_model(config), config, {})
+    with pytest.raises(WeightsError, match="encoding 'polarity' with 3 input channels"):
+        AUPredictor.from_file(path)
 
 
 def test_activation_filter_hysteresis():

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from microexp_ros.bench.timing import latencies_ms
-from microexp_ros.models.au_inference import AUPredictor, build_au_model, encode_events, select_window
+from microexp_ros.models.au_inference import AUPredictor, build_au_model, select_window
 from microexp_ros.models.weights import count_parameters
 
 
@@ -41,9 +41,9 @@ def run(model_path: str | Path | None = None, repeats: int = 200, threads: int =
         raise ValueError(f"the AU benchmark needs an events model, {predictor.name} is {predictor.modality}")
     events, t0, t1, sensor = bench_window()
     roi = (0, 0, *sensor)
-    x = encode_events(events, t0, t1, roi, sensor, predictor.size, predictor.bins)
+    x = predictor.encode(events, t0, t1, roi, sensor)
     tensor = torch.from_numpy(x)[None]
-    cnn_config = {"arch": "cnn", "in_channels": 2, "bins": predictor.bins, "size": predictor.size}
+    cnn_config = {"arch": "cnn", "in_channels": predictor.channels, "bins": predictor.bins, "size": predictor.size}
     cnn = build_au_model(cnn_config).eval()
 
     def forward(model: Callable) -> Callable[[], object]:
@@ -54,8 +54,7 @@ def run(model_path: str | Path | None = None, repeats: int = 200, threads: int =
 
     used = predictor.model_for(tensor)  # traces the model (see AUPredictor) before the case names are made
     cases = {
-        "encode_events (window -> histogram input)": lambda: encode_events(events, t0, t1, roi, sensor,
-                                                                           predictor.size, predictor.bins),
+        "encode_events (window -> histogram input)": lambda: predictor.encode(events, t0, t1, roi, sensor),
         "SNN forward, eager (snntorch steps in Python)": forward(predictor.model),
         f"SNN forward, {predictor.runner} (what predict runs)": forward(used),
         "SNN predict (encode + forward), the node's call": lambda: predictor.predict(events, t0, t1, roi, sensor),
@@ -80,7 +79,7 @@ def run(model_path: str | Path | None = None, repeats: int = 200, threads: int =
         "runner": predictor.runner,
         "threads": threads,
         "repeats": repeats,
-        "input": f"[1, {predictor.bins}, 2, {predictor.size}, {predictor.size}] from {len(events)} events "
+        "input": f"[1, {predictor.bins}, {predictor.channels}, {predictor.size}, {predictor.size}] from {len(events)} events "
                  f"({sensor[0]}x{sensor[1]} face region, {(t1 - t0) / 1e6:.0f} ms window)",
         "model": predictor.name,
         "parameters": count_parameters(predictor.model),

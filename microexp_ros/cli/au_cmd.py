@@ -9,7 +9,8 @@ from pathlib import Path
 
 from microexp_ros.cli.output import add_json_flag, emit, format_table
 
-SHIPPED = {"events SNN": "snn_events_default", "RGB SNN": "snn_rgb_default", "RGB CNN": "cnn_rgb_default"}
+SHIPPED = {"events SNN": "snn_events_default", "events SNN ensemble": "snn_events_ensemble",
+           "RGB SNN": "snn_rgb_default", "RGB CNN": "cnn_rgb_default"}
 
 
 def register(group) -> None:
@@ -35,10 +36,23 @@ def register(group) -> None:
     train.add_argument("--readout", choices=("spikes", "membrane"), default="spikes",
                        help="what the SNN's heads read: the hidden layer's spike rate, or the mean membrane of "
                             "non-spiking leaky integrators (snn only)")
+    train.add_argument("--encoding", choices=("polarity", "polarity_net"), default="polarity",
+                       help="events input: log counts per polarity, or those plus the signed net count ON - OFF "
+                            "(cancels mains flicker and symmetric noise; events only)")
     train.add_argument("--max-minutes", type=float, default=20.0, help="stop training after this wall time")
     train.add_argument("--threads", type=int, default=2)
     add_json_flag(train)
     train.set_defaults(func=run_train)
+
+    ensemble = group("train", "model training").add_parser(
+        "au-ensemble", help="combine trained events AU models into one whose logits are the mean of theirs",
+        description="Members must share window, bins and size; their encodings must be one encoding and "
+                    "'polarity' (whose channels lead every encoding). The sidecar records each member's file, "
+                    "sha256, training command and seed.")
+    ensemble.add_argument("members", type=Path, nargs="+", help="member weights files (.safetensors)")
+    ensemble.add_argument("--out", type=Path, required=True, help="ensemble weights file (.safetensors)")
+    add_json_flag(ensemble)
+    ensemble.set_defaults(func=run_ensemble)
 
     ev = group("eval", "evaluation").add_parser(
         "au", help="AU accuracy / macro-F1: events vs RGB, per lighting and event resolution (test split)")
@@ -97,7 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
         data=str(args.data), out=str(args.out), modality=args.modality, arch=args.arch, resolution=args.resolution,
         seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, bins=args.bins, size=args.size,
         window_ns=int(round(args.window_ms * 1e6)), patience=args.patience, copies=args.copies,
-        shift_px=args.shift_px, readout=args.readout,
+        shift_px=args.shift_px, readout=args.readout, encoding=args.encoding,
         max_minutes=args.max_minutes, threads=args.threads, command=_command(args, "train au"),
     )
     summary = train(opts)
@@ -141,6 +155,20 @@ def _training_data(predictor) -> Path:
     return path
 
 
+def run_ensemble(args: argparse.Namespace) -> int:
+    from microexp_ros.train.au import combine_ensemble
+
+    command = " ".join(["microexp train au-ensemble", *map(shlex.quote, map(str, args.members)), "--out",
+                        shlex.quote(str(args.out))])
+    meta = combine_ensemble(args.members, args.out, command)
+    curve = args.out.with_name(args.out.stem + "_curve.png")
+    payload = {"weights": str(args.out), "curve_png": str(curve), "members": [m["file"] for m in meta["members"]],
+               "parameters": meta["parameters"]}
+    text = f"wrote {args.out} (+ .json sidecar): {len(meta['members'])} members, {meta['parameters']} parameters"
+    emit(args, payload, text)
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     import torch
 
@@ -166,6 +194,9 @@ def run_eval(args: argparse.Namespace) -> int:
         "events_accuracy": events["all"]["accuracy"], "events_macro_f1": events["all"]["macro_f1"],
         "events_low_accuracy": summary["events SNN low"]["all"]["accuracy"],
         "events_low_macro_f1": summary["events SNN low"]["all"]["macro_f1"],
+        "ensemble_accuracy": summary["events SNN ensemble high"]["all"]["accuracy"],
+        "ensemble_macro_f1": summary["events SNN ensemble high"]["all"]["macro_f1"],
+        "ensemble_low_accuracy": summary["events SNN ensemble low"]["all"]["accuracy"],
         "rgb_accuracy": rgb["all"]["accuracy"], "rgb_macro_f1": rgb["all"]["macro_f1"],
         "cnn_rgb_accuracy": summary["RGB CNN"]["all"]["accuracy"],
         "cnn_rgb_macro_f1": summary["RGB CNN"]["all"]["macro_f1"],

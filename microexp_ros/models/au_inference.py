@@ -28,6 +28,11 @@ from microexp_ros.models.weights import WeightsError, load_model
 DEFAULT_WINDOW_NS = 200_000_000
 DEFAULT_EVENTS_MODEL = "snn_events_default.safetensors"
 MODALITIES = ("events", "rgb")
+# Event input encodings: "polarity" = log counts per polarity (2 channels); "polarity_net" adds the signed net
+# count ON - OFF (3 channels): a periodic ripple over whole periods (mains flicker: 5 per 50 ms bin) cancels
+# in it and polarity-symmetric noise averages to zero, while a moving edge's events, one polarity per cell,
+# add up.
+ENCODINGS = {"polarity": 2, "polarity_net": 3}
 
 
 # --- windows and targets -------------------------------------------------------------------------------------
@@ -106,14 +111,23 @@ def encode_events(
     sensor_size: tuple[int, int],
     size: int,
     bins: int,
+    encoding: str = "polarity",
 ) -> np.ndarray:
-    """[bins, 2, size, size] float32 model input: per-polarity counts of the face region in `bins` time bins,
-    resampled to size x size as counts per output cell, then log1p-compressed. Events must be time-sorted."""
+    """[bins, C, size, size] float32 model input: per-polarity counts of the face region in `bins` time bins,
+    resampled to size x size as counts per output cell, then log1p-compressed (C = 2: OFF, ON); with
+    encoding "polarity_net" a third channel holds sign(ON - OFF) * log1p(|ON - OFF|). Events must be
+    time-sorted."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {sorted(ENCODINGS)}, got {encoding!r}")
     x, y, w, h = _check_roi(roi, sensor_size)
     face = crop(window_slice(events, t0_ns, t1_ns), x, y, w, h)
     hist = polarity_histograms(face, w, h, bins, t0_ns, t1_ns).reshape(bins * 2, h, w)
-    cells = _resize_stack(hist, size) * np.float32(w * h / (size * size))
-    return np.log1p(cells).reshape(bins, 2, size, size).astype(np.float32)
+    cells = (_resize_stack(hist, size) * np.float32(w * h / (size * size))).reshape(bins, 2, size, size)
+    planes = np.log1p(cells)
+    if encoding == "polarity_net":
+        net = cells[:, 1:2] - cells[:, 0:1]
+        planes = np.concatenate([planes, np.sign(net) * np.log1p(np.abs(net))], axis=1)
+    return planes.astype(np.float32)
 
 
 def encode_frames(
@@ -141,7 +155,8 @@ def encode_frames(
 
 
 def build_au_model(config: Mapping) -> nn.Module:
-    """The AU network described by a weights config: arch "snn" (SpikingAUNet) or "cnn" (FrameCNN)."""
+    """The AU network described by a weights config: arch "snn" (SpikingAUNet), "cnn" (FrameCNN) or
+    "ensemble" (AUEnsemble of member configs)."""
     arch = config.get("arch")
     if arch == "snn":
         from microexp_ros.models.snn import build_snn
@@ -151,7 +166,11 @@ def build_au_model(config: Mapping) -> nn.Module:
         from microexp_ros.models.rgb_cnn import build_cnn
 
         return build_cnn(dict(config))
-    raise ValueError(f"unknown AU model arch {arch!r} (expected 'snn' or 'cnn')")
+    if arch == "ensemble":
+        from microexp_ros.models.au_ensemble import build_ensemble
+
+        return build_ensemble(dict(config))
+    raise ValueError(f"unknown AU model arch {arch!r} (expected 'snn', 'cnn' or 'ensemble')")
 
 
 @dataclass(frozen=True)
@@ -194,6 +213,10 @@ class AUPredictor:
         self.bins = int(config["bins"])
         self.window_ns = int(config.get("window_ns", DEFAULT_WINDOW_NS))
         self.channels = int(config["in_channels"])
+        self.encoding = str(config.get("encoding", "polarity"))
+        if modality == "events" and ENCODINGS.get(self.encoding) != self.channels:
+            raise WeightsError(f"weights '{name}' have encoding {self.encoding!r} with {self.channels} input "
+                               f"channels; known encodings and their channels: {ENCODINGS}")
         self._traced: Callable | None = None
         self.runner = "eager"   # what runs one window: "eager", "traced", or why the trace was not kept
 
@@ -255,8 +278,14 @@ class AUPredictor:
         sensor_size: tuple[int, int],
     ) -> AUResult:
         """AUs of the face region `roi` = (x, y, w, h) over the window [t0_ns, t1_ns) of time-sorted events."""
+        return self.forward(self.encode(events, t0_ns, t1_ns, roi, sensor_size))
+
+    def encode(
+        self, events: np.ndarray, t0_ns: int, t1_ns: int, roi: tuple[int, int, int, int], sensor_size: tuple[int, int]
+    ) -> np.ndarray:
+        """The model input of an events window: `encode_events` with this model's size, bins and encoding."""
         self._require("events")
-        return self.forward(encode_events(events, t0_ns, t1_ns, roi, sensor_size, self.size, self.bins))
+        return encode_events(events, t0_ns, t1_ns, roi, sensor_size, self.size, self.bins, self.encoding)
 
     def warm_up(self, events: np.ndarray, t0_ns: int, t1_ns: int, sensor_size: tuple[int, int],
                 calls: int = 3) -> list[float]:

@@ -12,6 +12,7 @@ import copy
 import platform
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,16 @@ from tqdm import tqdm
 
 from microexp_ros.models.au_inference import (
     DEFAULT_WINDOW_NS,
+    ENCODINGS,
     au_targets,
     build_au_model,
     encode_events,
     encode_frames,
     select_window,
 )
+from microexp_ros.models.au_ensemble import AUEnsemble, ensemble_config
 from microexp_ros.models.snn import READOUTS
-from microexp_ros.models.weights import count_parameters, save_model
+from microexp_ros.models.weights import count_parameters, load_model, read_sidecar, save_model
 
 RESOLUTIONS = ("high", "low")
 
@@ -58,6 +61,7 @@ class TrainOptions:
     copies: int = 3
     shift_px: int = 0
     readout: str = "spikes"
+    encoding: str = "polarity"
     max_minutes: float = 20.0
     threads: int = 2
     command: str = field(default_factory=lambda: " ".join(sys.argv))
@@ -77,6 +81,9 @@ class TrainOptions:
         if self.readout not in READOUTS or (self.readout != "spikes" and self.arch != "snn"):
             raise ValueError(f"readout must be one of {READOUTS} (other than 'spikes' for the snn only), "
                              f"got {self.readout!r} for arch {self.arch!r}")
+        if self.encoding not in ENCODINGS or (self.encoding != "polarity" and self.modality != "events"):
+            raise ValueError(f"encoding must be one of {sorted(ENCODINGS)} (other than 'polarity' for events "
+                             f"only), got {self.encoding!r} for modality {self.modality!r}")
         if not 0 <= self.shift_px < self.size // 2:
             raise ValueError(f"shift_px must be in [0, size/2), got {self.shift_px}")
 
@@ -85,12 +92,13 @@ class TrainOptions:
         return {
             "arch": self.arch,
             "modality": self.modality,
-            "in_channels": 2 if self.modality == "events" else 1,
+            "in_channels": ENCODINGS[self.encoding] if self.modality == "events" else 1,
             "bins": self.bins,
             "size": self.size,
             "window_ns": self.window_ns,
             "resolution": self.resolution if self.modality == "events" else "rgb",
             **({"readout": self.readout} if self.arch == "snn" else {}),
+            **({"encoding": self.encoding} if self.modality == "events" else {}),
         }
 
 
@@ -107,12 +115,12 @@ class WindowSet:
 
 
 def clip_input(clip: Any, manifest: dict, modality: str, resolution: str, t0: int, t1: int,
-               size: int, bins: int) -> np.ndarray:
+               size: int, bins: int, encoding: str = "polarity") -> np.ndarray:
     """Encoded model input of one clip window: the whole face region of the chosen sensor (or the webcam)."""
     if modality == "events":
         geometry = manifest["resolutions"][resolution]
         w, h = int(geometry["width"]), int(geometry["height"])
-        return encode_events(clip.events[resolution], t0, t1, (0, 0, w, h), (w, h), size, bins)
+        return encode_events(clip.events[resolution], t0, t1, (0, 0, w, h), (w, h), size, bins, encoding)
     h, w = clip.rgb.shape[1:3]
     return encode_frames(clip.rgb, clip.rgb_t, t0, t1, (0, 0, w, h), size, bins)
 
@@ -132,7 +140,8 @@ def build_windows(root: Path, manifest: dict, entries: list[dict], opts: TrainOp
             t0, t1 = select_window(entry, opts.window_ns, rng, jitter)
             multi, label = au_targets(entry, t0, t1)
             for res in resolutions:
-                xs.append(clip_input(clip, manifest, opts.modality, res, t0, t1, opts.size, opts.bins))
+                xs.append(clip_input(clip, manifest, opts.modality, res, t0, t1, opts.size, opts.bins,
+                                     opts.encoding))
                 multis.append(multi)
                 labels.append(label)
     if not xs:
@@ -187,21 +196,23 @@ def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: tor
     return total_loss / len(data), correct / len(data)
 
 
-def plot_curves(history: list[dict], path: Path, title: str) -> None:
-    """Loss and accuracy per epoch (train and val) as a PNG."""
+def plot_curves(histories: Mapping[str, list[dict]], path: Path, title: str) -> None:
+    """Loss and accuracy per epoch (train and val) of one or more runs (name -> history) as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for key, style in (("train", "-"), ("val", "--")):
-        ax_loss.plot(epochs, [h[f"{key}_loss"] for h in history], style, label=key)
-        ax_acc.plot(epochs, [h[f"{key}_accuracy"] for h in history], style, label=key)
+    for name, history in histories.items():
+        epochs = [h["epoch"] for h in history]
+        for key, style in (("train", "-"), ("val", "--")):
+            label = f"{name} {key}".strip()
+            ax_loss.plot(epochs, [h[f"{key}_loss"] for h in history], style, label=label)
+            ax_acc.plot(epochs, [h[f"{key}_accuracy"] for h in history], style, label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss (CE + BCE)")
     ax_acc.set(xlabel="epoch", ylabel="single-label accuracy", ylim=(0, 1))
-    ax_acc.legend()
+    ax_acc.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -268,7 +279,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     summary = _meta(opts, manifest, best, history, stopped, encode_s, model, train_s=train_s)
     save_model(out, model, config, summary)
     curve = out.with_name(out.stem + "_curve.png")
-    plot_curves(history, curve, f"{opts.arch} on {opts.modality} ({config['resolution']}), seed {opts.seed}")
+    plot_curves({"": history}, curve, f"{opts.arch} on {opts.modality} ({config['resolution']}), seed {opts.seed}")
     summary["curve_png"] = str(curve)
     summary["weights"] = str(out)
     return summary
@@ -292,3 +303,23 @@ def _meta(opts: TrainOptions, manifest: dict, best: dict, history: list[dict], s
                         "python": platform.python_version(), "threads": opts.threads},
     }
 
+
+def combine_ensemble(paths: Sequence[str | Path], out: str | Path, command: str) -> dict[str, Any]:
+    """Write the AUEnsemble of the trained weights files `paths` to `out`, with a sidecar recording each
+    member's file, sha256, training command, seed and best epoch, and a PNG of the members' curves beside it;
+    returns the sidecar meta."""
+    out = Path(out)
+    loaded = [load_model(p, build_au_model) for p in paths]
+    configs = [meta.pop("config") for _, meta in loaded]
+    config = ensemble_config(configs)
+    model = AUEnsemble([m for m, _ in loaded], config["in_channels"])
+    members = [{"file": Path(p).name, "sha256": read_sidecar(p)["sha256"], "command": meta.get("command"),
+                "seed": meta.get("seed"), "best": meta.get("metrics", {}).get("best"),
+                "timing_s": meta.get("timing_s")} for p, (_, meta) in zip(paths, loaded)]
+    meta = {"command": command, "members": members, "data": loaded[0][1].get("data", {}),
+            "parameters": count_parameters(model)}
+    save_model(out, model, config, meta)
+    histories = {f"{i} ({c.get('encoding', 'polarity')})": m.get("metrics", {}).get("history", [])
+                 for i, (c, (_, m)) in enumerate(zip(configs, loaded), start=1)}
+    plot_curves(histories, out.with_name(out.stem + "_curve.png"), f"ensemble of {len(paths)} members")
+    return meta
