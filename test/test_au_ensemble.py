@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -83,3 +84,19 @@ def test_ensemble_config_rejects_members_that_do_not_fit_together(tmp_path):
     config = ensemble_config([NET, POLARITY, NET])
     assert config["encoding"] == "polarity_net" and config["in_channels"] == 3 and config["resolution"] == "both"
     json.dumps(config)
+
+
+def test_bad_members_end_the_command_with_one_line(tmp_path, capsys):
+    from microexp_ros.cli import main
+
+    member = _member(tmp_path, "pol", POLARITY, 1)
+    cases = [([str(tmp_path / "absent.safetensors"), str(member)], "weights file not found: .*absent.safetensors"),
+             ([str(member)], "an ensemble needs at least 2 members, got 1"),
+             ([str(member), str(_member(tmp_path, "net8", {**NET, "bins": 8}, 2))],
+              r"member 2 differs from member 1 in \['bins'\]: \{'bins': \(4, 8\)\}")]
+    for members, message in cases:
+        capsys.readouterr()
+        assert main(["train", "au-ensemble", *members, "--out", str(tmp_path / "e.safetensors")]) == 2
+        err = capsys.readouterr().err
+        assert re.fullmatch(f"microexp train au-ensemble: error: {message}\n", err), err
+    assert not (tmp_path / "e.safetensors").exists()

@@ -110,11 +110,12 @@ def test_offline_evaluation_equals_the_online_predictor(au_dataset, trained_mode
         assert SINGLE_LABEL_CLASSES[pred.pred] == online.label
 
 
-def test_eval_rejects_a_missing_weights_file(au_dataset, tmp_path):  # noqa: F811
+def test_eval_rejects_a_missing_weights_file(au_dataset, tmp_path, capsys):  # noqa: F811
     from microexp_ros.cli import main
 
-    with pytest.raises(FileNotFoundError, match="weights file not found"):
-        main(["eval", "au", "--data", str(au_dataset), "--snn-events", str(tmp_path / "none.safetensors")])
+    missing = tmp_path / "none.safetensors"
+    assert main(["eval", "au", "--data", str(au_dataset), "--snn-events", str(missing)]) == 2
+    assert capsys.readouterr().err == f"microexp eval au: error: weights file not found: {missing}\n"
 
 
 def test_shipped_weights_load_and_the_events_model_runs_on_a_generated_window():
@@ -159,5 +160,5 @@ def test_eval_video_scores_presence_against_openface(real_data, capsys):
     values = [v for v in payload["presence_f1"].values() if v is not None]
     assert values and all(0.0 <= v <= 1.0 for v in values)
     assert payload["reference_positive_windows"]["AU1"] == 18  # OpenFace marks AU1 in every frame of this span
-    with pytest.raises(ValueError, match="--crop needs x,y,w,h"):
-        main(["eval", "au", "--video", str(video), "--crop", "1,2,3"])
+    assert main(["eval", "au", "--video", str(video), "--crop", "1,2,3"]) == 2
+    assert "microexp eval au: error: --crop needs x,y,w,h" in capsys.readouterr().err

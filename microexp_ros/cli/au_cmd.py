@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from microexp_ros.cli.output import add_json_flag, emit, format_table
+from microexp_ros.cli.output import add_json_flag, emit, format_table, reported
 
 SHIPPED = {"events SNN": "snn_events_default", "events SNN ensemble": "snn_events_ensemble",
            "RGB SNN": "snn_rgb_default", "RGB CNN": "cnn_rgb_default"}
@@ -42,7 +42,7 @@ def register(group) -> None:
     train.add_argument("--max-minutes", type=float, default=20.0, help="stop training after this wall time")
     train.add_argument("--threads", type=int, default=2)
     add_json_flag(train)
-    train.set_defaults(func=run_train)
+    train.set_defaults(func=reported(run_train))
 
     ensemble = group("train", "model training").add_parser(
         "au-ensemble", help="combine trained events AU models into one whose logits are the mean of theirs",
@@ -52,7 +52,7 @@ def register(group) -> None:
     ensemble.add_argument("members", type=Path, nargs="+", help="member weights files (.safetensors)")
     ensemble.add_argument("--out", type=Path, required=True, help="ensemble weights file (.safetensors)")
     add_json_flag(ensemble)
-    ensemble.set_defaults(func=run_ensemble)
+    ensemble.set_defaults(func=reported(run_ensemble))
 
     ev = group("eval", "evaluation").add_parser(
         "au", help="AU accuracy / macro-F1: events vs RGB, per lighting and event resolution (test split)")
@@ -69,7 +69,7 @@ def register(group) -> None:
     ev.add_argument("--seconds", type=float, help="convert only the first seconds of --video")
     ev.add_argument("--threads", type=int, default=2)
     add_json_flag(ev)
-    ev.set_defaults(func=run_eval)
+    ev.set_defaults(func=reported(run_eval))
 
     bench = group("bench", "benchmarks").add_parser(
         "au", help="AU latency per window: in-process inference, and end to end through real node processes",
@@ -90,7 +90,7 @@ def register(group) -> None:
                        help="torch threads of the au_classifier node (default: config/models.yaml)")
     bench.add_argument("--bag", default="", help="bag to replay (default: the embedded one)")
     add_json_flag(bench)
-    bench.set_defaults(func=run_bench)
+    bench.set_defaults(func=reported(run_bench))
 
 
 def _command(args: argparse.Namespace, words: str) -> str:

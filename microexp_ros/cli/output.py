@@ -1,17 +1,34 @@
-"""How commands print results: a human table by default, one JSON object with `--json`."""
+"""How commands print results: a human table by default, one JSON object with `--json`; errors as one line."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     """Give a command the `--json` flag every figure-printing command takes."""
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def reported(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Bad input (missing files, malformed data, wrong parameters, incompatible weights) ends the command with
+    one clear line on stderr and exit code 2, instead of a traceback."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (OSError, ValueError) as error:
+            print(f"microexp {args.group} {args.command}: error: {error}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def _jsonable(value: Any) -> Any:
