@@ -182,3 +182,40 @@ def test_shift_translates_each_input_and_fills_the_border_with_zeros():
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(1)
+
+
+def test_distillation_loss_terms():
+    from microexp_ros.train.au import DISTILL_TEMPERATURE, _loss
+
+    torch.manual_seed(0)
+    au, cls = torch.randn(5, len(MODEL_AUS)), torch.randn(5, len(SINGLE_LABEL_CLASSES))
+    multi, label = (torch.rand(5, len(MODEL_AUS)) > 0.5).float(), torch.randint(0, len(SINGLE_LABEL_CLASSES), (5,))
+    hard = _loss(au, cls, multi, label)
+    # A teacher that agrees with the student adds no KL, only the BCE to its own (sigmoid) probabilities.
+    same = _loss(au, cls, multi, label, (au, cls))
+    assert torch.isclose(same - hard, torch.nn.functional.binary_cross_entropy_with_logits(au, torch.sigmoid(au)))
+    other = torch.randn(5, len(SINGLE_LABEL_CLASSES))
+    extra = _loss(au, cls, multi, label, (au, other)) - same
+    t = DISTILL_TEMPERATURE
+    p_teacher = torch.softmax(other / t, 1)
+    kl = (p_teacher * (torch.log(p_teacher) - torch.log_softmax(cls / t, 1))).sum(1).mean()
+    assert torch.isclose(extra, t * t * kl, atol=1e-6) and extra > 0
+
+
+def test_train_command_distils_a_teacher_reading_the_same_input(au_dataset, tmp_path, capsys):
+    from microexp_ros.cli import main
+
+    common = ["--data", str(au_dataset), "--modality", "events", "--epochs", "3", "--size", "32", "--bins", "6",
+              "--copies", "1", "--threads", "1", "--seed", "3", "--json"]
+    teacher = tmp_path / "teacher.safetensors"
+    assert main(["train", "au", "--out", str(teacher), "--encoding", "polarity_net", *common]) == 0
+    student = tmp_path / "student.safetensors"
+    assert main(["train", "au", "--out", str(student), "--encoding", "polarity_net", "--teacher", str(teacher),
+                 *common]) == 0
+    meta = read_sidecar(student)["meta"]
+    assert meta["teacher"] == {"path": str(teacher), "sha256": read_sidecar(teacher)["sha256"]}
+    assert f"--teacher {teacher}" in meta["command"] and AUPredictor.from_file(student).channels == 3
+    capsys.readouterr()
+    # A teacher fed another encoding cannot supply targets for this input.
+    assert main(["train", "au", "--out", str(tmp_path / "bad.safetensors"), "--teacher", str(teacher), *common]) == 2
+    assert "does not read the student's input" in capsys.readouterr().err

@@ -39,6 +39,9 @@ def register(group) -> None:
     train.add_argument("--encoding", choices=("polarity", "polarity_net"), default="polarity",
                        help="events input: log counts per polarity, or those plus the signed net count ON - OFF "
                             "(cancels mains flicker and symmetric noise; events only)")
+    train.add_argument("--teacher", type=Path,
+                       help="trained events model (e.g. an ensemble) reading the same input, distilled into this "
+                            "one: its class distribution and per-AU probabilities join the targets")
     train.add_argument("--max-minutes", type=float, default=20.0, help="stop training after this wall time")
     train.add_argument("--threads", type=int, default=2)
     add_json_flag(train)
@@ -112,6 +115,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, bins=args.bins, size=args.size,
         window_ns=int(round(args.window_ms * 1e6)), patience=args.patience, copies=args.copies,
         shift_px=args.shift_px, readout=args.readout, encoding=args.encoding,
+        teacher=str(args.teacher) if args.teacher else "",
         max_minutes=args.max_minutes, threads=args.threads, command=_command(args, "train au"),
     )
     summary = train(opts)

@@ -62,6 +62,7 @@ class TrainOptions:
     shift_px: int = 0
     readout: str = "spikes"
     encoding: str = "polarity"
+    teacher: str = ""
     max_minutes: float = 20.0
     threads: int = 2
     command: str = field(default_factory=lambda: " ".join(sys.argv))
@@ -84,6 +85,8 @@ class TrainOptions:
         if self.encoding not in ENCODINGS or (self.encoding != "polarity" and self.modality != "events"):
             raise ValueError(f"encoding must be one of {sorted(ENCODINGS)} (other than 'polarity' for events "
                              f"only), got {self.encoding!r} for modality {self.modality!r}")
+        if self.teacher and self.modality != "events":
+            raise ValueError("a teacher model (distillation) is for events models only")
         if not 0 <= self.shift_px < self.size // 2:
             raise ValueError(f"shift_px must be in [0, size/2), got {self.shift_px}")
 
@@ -104,11 +107,13 @@ class TrainOptions:
 
 @dataclass
 class WindowSet:
-    """Encoded windows (float16 to halve memory) with multi-label and single-label targets."""
+    """Encoded windows (float16 to halve memory) with multi-label and single-label targets, and, when a
+    teacher is distilled, its (au_logits, class_logits) on each window."""
 
     x: torch.Tensor
     multi: torch.Tensor
     label: torch.Tensor
+    teacher: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.label)
@@ -150,9 +155,39 @@ def build_windows(root: Path, manifest: dict, entries: list[dict], opts: TrainOp
                      torch.tensor(labels, dtype=torch.long))
 
 
-def _loss(au_logits: torch.Tensor, class_logits: torch.Tensor, multi: torch.Tensor, label: torch.Tensor
-          ) -> torch.Tensor:
-    return F.cross_entropy(class_logits, label) + F.binary_cross_entropy_with_logits(au_logits, multi)
+DISTILL_TEMPERATURE = 2.0
+
+
+def _loss(au_logits: torch.Tensor, class_logits: torch.Tensor, multi: torch.Tensor, label: torch.Tensor,
+          teacher: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """CE (single label) + BCE (per AU); with a teacher also the distillation terms: KL to its class
+    distribution at temperature T (times T^2, Hinton et al. 2015) and BCE to its per-AU probabilities."""
+    loss = F.cross_entropy(class_logits, label) + F.binary_cross_entropy_with_logits(au_logits, multi)
+    if teacher is not None:
+        t_au, t_class = teacher
+        temp = DISTILL_TEMPERATURE
+        kl = F.kl_div(F.log_softmax(class_logits / temp, dim=1), F.log_softmax(t_class / temp, dim=1),
+                      reduction="batchmean", log_target=True)
+        loss = loss + temp * temp * kl + F.binary_cross_entropy_with_logits(au_logits, torch.sigmoid(t_au))
+    return loss
+
+
+@torch.no_grad()
+def teacher_logits(teacher: nn.Module, x: torch.Tensor, batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """A trained model's (au_logits, class_logits) on every window of `x` (unaugmented), in eval mode."""
+    teacher.eval()
+    outputs = [teacher(x[i:i + batch_size].float()) for i in range(0, len(x), batch_size)]
+    return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
+
+
+def load_teacher(path: str, config: Mapping[str, Any]) -> tuple[nn.Module, str]:
+    """The teacher model and its weights' sha256; it must read the student's input (same config keys)."""
+    model, meta = load_model(path, build_au_model)
+    keys = ("modality", "encoding", "in_channels", "bins", "size", "window_ns")
+    differ = {k: (meta["config"].get(k), config.get(k)) for k in keys if meta["config"].get(k) != config.get(k)}
+    if differ:
+        raise ValueError(f"teacher {path} does not read the student's input: (teacher, student) {differ}")
+    return model, read_sidecar(path)["sha256"]
 
 
 def shift_inputs(x: torch.Tensor, max_px: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -184,7 +219,8 @@ def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: tor
                 x[flip] = x[flip].flip(-1)
                 x = shift_inputs(x, shift_px, generator)
             au_logits, class_logits = model(x)
-            loss = _loss(au_logits, class_logits, data.multi[idx], data.label[idx])
+            soft = None if data.teacher is None else (data.teacher[0][idx], data.teacher[1][idx])
+            loss = _loss(au_logits, class_logits, data.multi[idx], data.label[idx], soft)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss {loss.item()} in batch at {start} ({desc or 'eval'})")
             if training:
@@ -236,9 +272,13 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     start = time.perf_counter()
     train_set = build_windows(root, manifest, splits["train"], opts, rng, opts.copies, "encode train")
     val_set = build_windows(root, manifest, splits["val"], opts, None, 1, "encode val")
+    config = opts.model_config()
+    teacher_sha = None
+    if opts.teacher:
+        teacher, teacher_sha = load_teacher(opts.teacher, config)
+        train_set.teacher = teacher_logits(teacher, train_set.x)
     encode_s = time.perf_counter() - start
 
-    config = opts.model_config()
     model = build_au_model(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=opts.epochs)
@@ -264,7 +304,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         if improved:
             best = {"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss, "train_accuracy": train_acc}
             best_state = copy.deepcopy(model.state_dict())
-            save_model(out, model, config, _meta(opts, manifest, best, history, "checkpoint", encode_s, model))
+            save_model(out, model, config, _meta(opts, manifest, best, history, "checkpoint", encode_s, model,
+                                                      teacher_sha=teacher_sha))
             stale = 0
         else:
             stale += 1
@@ -276,7 +317,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             break
     model.load_state_dict(best_state)
     train_s = time.perf_counter() - train_start
-    summary = _meta(opts, manifest, best, history, stopped, encode_s, model, train_s=train_s)
+    summary = _meta(opts, manifest, best, history, stopped, encode_s, model, train_s=train_s, teacher_sha=teacher_sha)
     save_model(out, model, config, summary)
     curve = out.with_name(out.stem + "_curve.png")
     plot_curves({"": history}, curve, f"{opts.arch} on {opts.modality} ({config['resolution']}), seed {opts.seed}")
@@ -286,13 +327,14 @@ def train(opts: TrainOptions) -> dict[str, Any]:
 
 
 def _meta(opts: TrainOptions, manifest: dict, best: dict, history: list[dict], stopped: str, encode_s: float,
-          model: nn.Module, train_s: float | None = None) -> dict[str, Any]:
+          model: nn.Module, train_s: float | None = None, teacher_sha: str | None = None) -> dict[str, Any]:
     import snntorch
 
     return {
         "command": opts.command,
         "seed": opts.seed,
         "options": asdict(opts),
+        **({"teacher": {"path": opts.teacher, "sha256": teacher_sha}} if opts.teacher else {}),
         "data": {"path": str(opts.data), "format": manifest.get("format"), "seed": manifest.get("seed"),
                  "command": manifest.get("command"), "created": manifest.get("created"),
                  "clips": {s: sum(c["split"] == s for c in manifest["clips"]) for s in ("train", "val", "test")}},
