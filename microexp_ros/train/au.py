@@ -4,6 +4,8 @@ Windows come from `select_window` and inputs from `encode_events` / `encode_fram
 predictor uses online. Training windows are jittered copies (and random horizontal flips and, with `shift_px`,
 translations: a face region is never centred exactly) of each clip's labelled window; validation uses the fixed windows of the evaluation. Early stopping watches validation
 accuracy; the best weights are checkpointed to the output file (with its JSON sidecar) whenever they improve.
+Optionally a trained teacher reading the same input is distilled (`teacher`), and `combine_ensemble` writes
+trained events models as one AUEnsemble.
 """
 
 from __future__ import annotations
