@@ -49,9 +49,9 @@ def register(group) -> None:
 
     ensemble = group("train", "model training").add_parser(
         "au-ensemble", help="combine trained events AU models into one whose logits are the mean of theirs",
-        description="Members must share window, bins and size; their encodings must be one encoding and "
-                    "'polarity' (whose channels lead every encoding). The sidecar records each member's file, "
-                    "sha256, training command and seed.")
+        description="Members must share window, bins and size; each reads the leading channels of the widest "
+                    "member encoding (every encoding starts with the 'polarity' channels). The sidecar records "
+                    "each member's file, sha256, training command and seed.")
     ensemble.add_argument("members", type=Path, nargs="+", help="member weights files (.safetensors)")
     ensemble.add_argument("--out", type=Path, required=True, help="ensemble weights file (.safetensors)")
     add_json_flag(ensemble)

@@ -53,7 +53,7 @@ def build_ensemble(config: dict) -> AUEnsemble:
 
 def ensemble_config(configs: Sequence[dict]) -> dict[str, Any]:
     """The ensemble's config from its members': shared window geometry, and the widest member encoding as
-    input, every other member's encoding being "polarity" (the leading channels of each encoding)."""
+    input (each member reads its leading channels, which are its own encoding)."""
     if len(configs) < 2:
         raise ValueError(f"an ensemble needs at least 2 members, got {len(configs)}")
     first = configs[0]
@@ -68,11 +68,8 @@ def ensemble_config(configs: Sequence[dict]) -> dict[str, Any]:
     unknown = sorted(set(names) - set(ENCODINGS))
     if unknown:
         raise ValueError(f"unknown member encodings {unknown}; known: {sorted(ENCODINGS)}")
-    widest = max(names, key=ENCODINGS.__getitem__)
-    if any(n not in (widest, "polarity") for n in names):
-        raise ValueError(f"member encodings {names} do not share leading channels (each must be {widest!r} or "
-                         "'polarity')")
+    widest = max(names, key=ENCODINGS.__getitem__)  # every encoding starts with the polarity channels
     resolutions = {c.get("resolution") for c in configs}
-    return {"arch": "ensemble", **{k: first[k] for k in SHARED_KEYS}, "encoding": widest,
+    return {"arch": "ensemble", **{k: first[k] for k in SHARED_KEYS if k in first}, "encoding": widest,
             "in_channels": ENCODINGS[widest], "resolution": resolutions.pop() if len(resolutions) == 1 else "mixed",
             "members": [dict(c) for c in configs]}

@@ -31,7 +31,7 @@ MODALITIES = ("events", "rgb")
 # Event input encodings: "polarity" = log counts per polarity (2 channels); "polarity_net" adds the signed net
 # count ON - OFF (3 channels): a periodic ripple over whole periods (mains flicker: 5 per 50 ms bin) cancels
 # in it and polarity-symmetric noise averages to zero, while a moving edge's events, one polarity per cell,
-# add up.
+# add up. Every encoding starts with the "polarity" channels (AUEnsemble feeds members the leading ones).
 ENCODINGS = {"polarity": 2, "polarity_net": 3}
 
 
