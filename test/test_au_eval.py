@@ -49,7 +49,8 @@ def trained_models(au_dataset, tmp_path_factory):  # noqa: F811
     paths = {}
     for stem, modality, arch, encoding in (("snn_events", "events", "snn", "polarity"),
                                            ("snn_events_net", "events", "snn", "polarity_net"),
-                                           ("snn_rgb", "rgb", "snn", "polarity"), ("cnn_rgb", "rgb", "cnn", "polarity")):
+                                           ("snn_rgb", "rgb", "snn", "polarity"),
+                                           ("cnn_rgb", "rgb", "cnn", "polarity")):
         paths[stem] = out / f"{stem}.safetensors"
         assert main(["train", "au", "--data", str(au_dataset), "--out", str(paths[stem]), "--modality", modality,
                      "--arch", arch, "--epochs", "4", "--size", "32", "--bins", "6", "--copies", "1",

@@ -219,3 +219,18 @@ def test_train_command_distils_a_teacher_reading_the_same_input(au_dataset, tmp_
     # A teacher fed another encoding cannot supply targets for this input.
     assert main(["train", "au", "--out", str(tmp_path / "bad.safetensors"), "--teacher", str(teacher), *common]) == 2
     assert "does not read the student's input" in capsys.readouterr().err
+
+
+def test_teacher_whose_sidecar_predates_the_encoding_key_reads_the_polarity_input(tmp_path):
+    from microexp_ros.models.au_inference import DEFAULT_WINDOW_NS, build_au_model
+    from microexp_ros.models.weights import save_model
+    from microexp_ros.train.au import load_teacher
+
+    old = {"arch": "snn", "modality": "events", "in_channels": 2, "bins": 4, "size": 32}  # no window_ns, no encoding
+    path = save_model(tmp_path / "old.safetensors", build_au_model(old), old, {})
+    student = {**old, "encoding": "polarity", "window_ns": DEFAULT_WINDOW_NS, "resolution": "both", "readout": "spikes"}
+    _, sha = load_teacher(str(path), student)
+    assert sha == read_sidecar(path)["sha256"]
+    with pytest.raises(ValueError, match=r"\(teacher, student\) \{'in_channels': \(2, 3\), "
+                                         r"'encoding': \('polarity', 'polarity_net'\)\}"):
+        load_teacher(str(path), {**student, "in_channels": 3, "encoding": "polarity_net"})

@@ -79,8 +79,8 @@ def run(model_path: str | Path | None = None, repeats: int = 200, threads: int =
         "runner": predictor.runner,
         "threads": threads,
         "repeats": repeats,
-        "input": f"[1, {predictor.bins}, {predictor.channels}, {predictor.size}, {predictor.size}] from {len(events)} events "
-                 f"({sensor[0]}x{sensor[1]} face region, {(t1 - t0) / 1e6:.0f} ms window)",
+        "input": f"[1, {predictor.bins}, {predictor.channels}, {predictor.size}, {predictor.size}] from "
+                 f"{len(events)} events ({sensor[0]}x{sensor[1]} face region, {(t1 - t0) / 1e6:.0f} ms window)",
         "model": predictor.name,
         "parameters": count_parameters(predictor.model),
         "baseline_parameters": count_parameters(cnn),

@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from microexp_ros.models.au_inference import ENCODINGS, build_au_model
+from microexp_ros.models.au_inference import ENCODINGS, build_au_model, input_differences, model_input
 from microexp_ros.models.snn import check_input
 
-# Keys every member must share: they see the same window the same way.
-SHARED_KEYS = ("modality", "bins", "size", "window_ns")
+# What members may differ in: their encoding, i.e. how many leading channels of the input each reads.
+PER_MEMBER = ("in_channels", "encoding")
 
 
 class AUEnsemble(nn.Module):
@@ -56,20 +56,20 @@ def ensemble_config(configs: Sequence[dict]) -> dict[str, Any]:
     input (each member reads its leading channels, which are its own encoding)."""
     if len(configs) < 2:
         raise ValueError(f"an ensemble needs at least 2 members, got {len(configs)}")
-    first = configs[0]
     for i, c in enumerate(configs[1:], start=2):
-        differ = [k for k in SHARED_KEYS if c.get(k) != first.get(k)]
+        differ = input_differences(configs[0], c, ignore=PER_MEMBER)
         if differ:
-            raise ValueError(f"member {i} differs from member 1 in {differ}: "
-                             f"{ {k: (first.get(k), c.get(k)) for k in differ} }")
-    if first.get("modality") != "events":
-        raise ValueError(f"ensembles are for events models, member 1 has modality {first.get('modality')!r}")
-    names = [str(c.get("encoding", "polarity")) for c in configs]
+            raise ValueError(f"member {i} differs from member 1 in {list(differ)}: {differ}")
+    first = model_input(configs[0])
+    if first["modality"] != "events":
+        raise ValueError(f"ensembles are for events models, member 1 has modality {first['modality']!r}")
+    names = [model_input(c)["encoding"] for c in configs]
     unknown = sorted(set(names) - set(ENCODINGS))
     if unknown:
         raise ValueError(f"unknown member encodings {unknown}; known: {sorted(ENCODINGS)}")
     widest = max(names, key=ENCODINGS.__getitem__)  # every encoding starts with the polarity channels
     resolutions = {c.get("resolution") for c in configs}
-    return {"arch": "ensemble", **{k: first[k] for k in SHARED_KEYS if k in first}, "encoding": widest,
-            "in_channels": ENCODINGS[widest], "resolution": resolutions.pop() if len(resolutions) == 1 else "mixed",
+    shared = {k: v for k, v in first.items() if k not in PER_MEMBER}
+    return {"arch": "ensemble", **shared, "encoding": widest, "in_channels": ENCODINGS[widest],
+            "resolution": resolutions.pop() if len(resolutions) == 1 else "mixed",
             "members": [dict(c) for c in configs]}

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -154,6 +155,21 @@ def encode_frames(
 # --- models ----------------------------------------------------------------------------------------------------
 
 
+def model_input(config: Mapping) -> dict[str, Any]:
+    """What a model reads from a window, from its weights config, with the defaults of sidecars written before
+    a key existed: models with equal model_input take the same input tensor."""
+    modality = config.get("modality")
+    return {"modality": modality, "bins": int(config["bins"]), "size": int(config["size"]),
+            "window_ns": int(config.get("window_ns", DEFAULT_WINDOW_NS)), "in_channels": int(config["in_channels"]),
+            "encoding": str(config.get("encoding", "polarity")) if modality == "events" else None}
+
+
+def input_differences(a: Mapping, b: Mapping, ignore: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
+    """{key: (a's value, b's value)} where the model_input of weights configs a and b differ (`ignore` aside)."""
+    ia, ib = model_input(a), model_input(b)
+    return {k: (ia[k], ib[k]) for k in ia if k not in ignore and ia[k] != ib[k]}
+
+
 def build_au_model(config: Mapping) -> nn.Module:
     """The AU network described by a weights config: arch "snn" (SpikingAUNet), "cnn" (FrameCNN) or
     "ensemble" (AUEnsemble of member configs)."""
@@ -209,11 +225,9 @@ class AUPredictor:
         self.meta = dict(meta)
         self.name = name
         self.modality: str = modality
-        self.size = int(config["size"])
-        self.bins = int(config["bins"])
-        self.window_ns = int(config.get("window_ns", DEFAULT_WINDOW_NS))
-        self.channels = int(config["in_channels"])
-        self.encoding = str(config.get("encoding", "polarity"))
+        read = model_input(config)
+        self.size, self.bins, self.window_ns = read["size"], read["bins"], read["window_ns"]
+        self.channels, self.encoding = read["in_channels"], read["encoding"]
         if modality == "events" and ENCODINGS.get(self.encoding) != self.channels:
             raise WeightsError(f"weights '{name}' have encoding {self.encoding!r} with {self.channels} input "
                                f"channels; known encodings and their channels: {ENCODINGS}")

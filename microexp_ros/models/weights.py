@@ -84,7 +84,8 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path, build: Callable[[dict], nn.Module]) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model with `build(config)`, load its tensors strictly, return (model in eval mode, meta).
 
-    The returned meta is the sidecar's "meta" with the architecture "config" added under that key.
+    The returned meta is the sidecar's "meta" with the architecture "config" and the weights' (checked)
+    "sha256" added under those keys.
     Raises FileNotFoundError for a missing file and WeightsError for a corrupt, mismatched or incompatible one.
     """
     path = Path(path)
@@ -118,6 +119,7 @@ def load_model(path: str | Path, build: Callable[[dict], nn.Module]) -> tuple[nn
     model.eval()
     meta = dict(record["meta"])
     meta["config"] = dict(record["config"])
+    meta["sha256"] = record["sha256"]
     return model, meta
 
 

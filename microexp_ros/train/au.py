@@ -32,11 +32,12 @@ from microexp_ros.models.au_inference import (
     build_au_model,
     encode_events,
     encode_frames,
+    input_differences,
     select_window,
 )
 from microexp_ros.models.au_ensemble import AUEnsemble, ensemble_config
 from microexp_ros.models.snn import READOUTS
-from microexp_ros.models.weights import count_parameters, load_model, read_sidecar, save_model
+from microexp_ros.models.weights import count_parameters, load_model, save_model
 
 RESOLUTIONS = ("high", "low")
 
@@ -183,13 +184,12 @@ def teacher_logits(teacher: nn.Module, x: torch.Tensor, batch_size: int = 128) -
 
 
 def load_teacher(path: str, config: Mapping[str, Any]) -> tuple[nn.Module, str]:
-    """The teacher model and its weights' sha256; it must read the student's input (same config keys)."""
+    """The teacher model and its weights' sha256; it must read the student's input (equal model_input)."""
     model, meta = load_model(path, build_au_model)
-    keys = ("modality", "encoding", "in_channels", "bins", "size", "window_ns")
-    differ = {k: (meta["config"].get(k), config.get(k)) for k in keys if meta["config"].get(k) != config.get(k)}
+    differ = input_differences(meta["config"], config)
     if differ:
         raise ValueError(f"teacher {path} does not read the student's input: (teacher, student) {differ}")
-    return model, read_sidecar(path)["sha256"]
+    return model, meta["sha256"]
 
 
 def shift_inputs(x: torch.Tensor, max_px: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -306,8 +306,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         if improved:
             best = {"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss, "train_accuracy": train_acc}
             best_state = copy.deepcopy(model.state_dict())
-            save_model(out, model, config, _meta(opts, manifest, best, history, "checkpoint", encode_s, model,
-                                                      teacher_sha=teacher_sha))
+            meta = _meta(opts, manifest, best, history, "checkpoint", encode_s, model, teacher_sha=teacher_sha)
+            save_model(out, model, config, meta)
             stale = 0
         else:
             stale += 1
@@ -357,7 +357,7 @@ def combine_ensemble(paths: Sequence[str | Path], out: str | Path, command: str)
     configs = [meta.pop("config") for _, meta in loaded]
     config = ensemble_config(configs)
     model = AUEnsemble([m for m, _ in loaded], config["in_channels"])
-    members = [{"file": Path(p).name, "sha256": read_sidecar(p)["sha256"], "command": meta.get("command"),
+    members = [{"file": Path(p).name, "sha256": meta["sha256"], "command": meta.get("command"),
                 "seed": meta.get("seed"), "best": meta.get("metrics", {}).get("best"),
                 "timing_s": meta.get("timing_s")} for p, (_, meta) in zip(paths, loaded)]
     meta = {"command": command, "members": members, "data": loaded[0][1].get("data", {}),
