@@ -35,8 +35,10 @@ def test_expected_windows_tile_the_stream_from_its_first_event(real_data):
     assert inside == np.count_nonzero(stream["t"] < int(stream["t"][0]) + windows * 33_333_333)
 
 
-def test_dataplane_command_rejects_bad_arguments(real_data, tmp_path):
-    with pytest.raises(SystemExit, match="recording not found"):
-        main(["bench", "dataplane", "--recording", str(tmp_path / "missing.bag")])
-    with pytest.raises(SystemExit, match="--events must be >= 1000"):
-        main(["bench", "dataplane", "--recording", str(real_data.joinpath(*BAG)), "--rates", "0"])
+def test_dataplane_command_rejects_bad_arguments(real_data, tmp_path, capsys):
+    missing = tmp_path / "missing.bag"
+    assert main(["bench", "dataplane", "--recording", str(missing)]) == 2
+    assert capsys.readouterr().err == (f"microexp bench dataplane: error: recording not found: {missing} "
+                                       "(pass --recording)\n")
+    assert main(["bench", "dataplane", "--recording", str(real_data.joinpath(*BAG)), "--rates", "0"]) == 2
+    assert "microexp bench dataplane: error: --events must be >= 1000" in capsys.readouterr().err

@@ -131,5 +131,5 @@ def test_bad_datasets_are_named(dataset, tmp_path, capsys):
     entry = dict(load_manifest(root)["clips"][0], dir="clips/nowhere")
     with pytest.raises(FileNotFoundError, match="events_high.npy is missing"):
         load_clip(root, entry)
-    assert main(["data", "generate", str(root), "--clips", "1"]) == 1  # refuses to overwrite
+    assert main(["data", "generate", str(root), "--clips", "1"]) == 2  # refuses to overwrite
     assert "already holds a dataset" in capsys.readouterr().err

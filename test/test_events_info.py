@@ -71,7 +71,7 @@ def test_info_errors_exit_nonzero_with_one_line(tmp_path: Path, capsys, name, co
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
-    assert main(["events", "info", str(path), "--json"]) != 0
+    assert main(["events", "info", str(path), "--json"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
@@ -122,5 +122,5 @@ def test_info_topic_selection(real_data: Path, capsys) -> None:
     bag = str(real_data / "event_camera_codecs" / "test_data_evt3_trigger")
     info = info_json(capsys, bag, "--topic", "/event_camera/events")
     assert info["events"] == 82_469
-    assert main(["events", "info", bag, "--topic", "/other"]) == 1
+    assert main(["events", "info", bag, "--topic", "/other"]) == 2
     assert "no EventPacket topic /other" in capsys.readouterr().err

@@ -141,8 +141,9 @@ def test_calibrate_from_points_writes_the_params_yaml(tmp_path, capsys):
     params = yaml.safe_load(out.read_text())["face_region"]["ros__parameters"]["homography"]
     assert np.allclose(homography_from_params(params), truth, atol=1e-4)
     csv.write_text("1,2,3\n4,5,6,7\n")
-    assert main(["calibrate", "homography", "--points", str(csv)]) == 1
-    assert "expected rgb_x,rgb_y,event_x,event_y" in capsys.readouterr().out
+    assert main(["calibrate", "homography", "--points", str(csv)]) == 2
+    assert "microexp calibrate homography: error:" in (err := capsys.readouterr().err)
+    assert "expected rgb_x,rgb_y,event_x,event_y" in err
 
 
 def test_calibrate_from_a_bag_of_a_flashing_checkerboard(tmp_path, capsys):

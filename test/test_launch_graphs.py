@@ -170,5 +170,5 @@ def test_bad_arguments_are_named():
         resolve("replay", {"bagg": "x"})
     with pytest.raises(ValueError, match="dds_transport"):
         resolve("replay", {"dds_transport": "tcp"})
-    with pytest.raises(KeyError, match="unknown graph"):
+    with pytest.raises(ValueError, match="unknown graph"):
         resolve("nope", {})

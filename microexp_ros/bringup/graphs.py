@@ -237,9 +237,9 @@ GRAPHS: dict[str, tuple[Callable[[Mapping[str, str]], list[NodeSpec]], dict[str,
 
 
 def arguments(graph: str) -> dict[str, Argument]:
-    """Every launch argument of `graph`, with defaults; KeyError naming the known graphs."""
+    """Every launch argument of `graph`, with defaults; ValueError naming the known graphs."""
     if graph not in GRAPHS:
-        raise KeyError(f"unknown graph '{graph}' (known: {', '.join(sorted(GRAPHS))})")
+        raise ValueError(f"unknown graph '{graph}' (known: {', '.join(sorted(GRAPHS))})")
     return {**COMMON_ARGUMENTS, **GRAPHS[graph][1]}
 
 

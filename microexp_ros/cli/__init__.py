@@ -3,8 +3,9 @@
 Each module in COMMAND_MODULES defines `register(group)`, where `group(name, help)` returns the
 subparsers object of that group (created on first use), and `group(None, "")` the top level (for the few
 commands that stand alone, like `microexp demo`). Handlers are set with
-`parser.set_defaults(func=handler)`, take the parsed args and return an exit code. Heavy imports (torch,
-rclpy) belong inside handlers so `microexp --help` stays fast.
+`parser.set_defaults(func=handler)`, take the parsed args and return an exit code; bad input is raised as
+OSError or ValueError, which `main` turns into one line on stderr and exit code 2 (`output.reported`). Heavy
+imports (torch, rclpy) belong inside handlers so `microexp --help` stays fast.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+
+from microexp_ros.cli.output import reported
 
 COMMAND_MODULES: tuple[str, ...] = (
     "microexp_ros.cli.info_cmd",
@@ -66,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    return int(reported(args.func)(args) or 0)
 
 
 if __name__ == "__main__":

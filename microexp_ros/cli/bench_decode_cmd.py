@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from microexp_ros.cli.output import add_json_flag, emit, format_table
@@ -28,21 +27,12 @@ def register(group) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.file is None:
-        try:
-            args.file = real_data_dir() / "expelliarmus" / "evt3_sample.raw"
-        except FileNotFoundError as error:
-            print(f"bench decode: no --file given and {error}", file=sys.stderr)
-            return 2
+        args.file = real_data_dir() / "expelliarmus" / "evt3_sample.raw"
     from microexp_ros.bench.decode import DECODE_HEADERS, decode_table, run_decode_benchmark
 
     if not args.file.is_file():
-        print(f"bench decode: input file not found: {args.file} (pass --file)", file=sys.stderr)
-        return 2
-    try:
-        result = run_decode_benchmark(args.file, args.events, args.width, args.height, args.repeats)
-    except ValueError as error:
-        print(f"bench decode: {error}", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"input file not found: {args.file} (pass --file)")
+    result = run_decode_benchmark(args.file, args.events, args.width, args.height, args.repeats)
     text = format_table(DECODE_HEADERS, decode_table(result))
     voxel = result["voxel"]
     text += (f"\n5-bin voxel grid on the large stream: {voxel['ours']['mevps']:.1f} Mev/s wall, "

@@ -113,21 +113,17 @@ def params_yaml(params: list[float], comment: str) -> str:
 def run_homography(args: argparse.Namespace) -> int:
     from microexp_ros.face.homography import estimate_from_checkerboards, estimate_homography
 
-    try:
-        if args.points is not None:
-            rgb, events = read_points(args.points)
-            fit, frames = estimate_homography(rgb, events, args.ransac_px), None
-            source = str(args.points)
-        else:
-            if args.every < 1 or args.window_ms <= 0:
-                raise ValueError("--every must be >= 1 and --window-ms > 0")
-            pattern = parse_pattern(args.pattern)
-            pairs = bag_pairs(args.bag, args.rgb_topic, args.events_topic, int(args.window_ms * 1e6), args.every)
-            fit, frames = estimate_from_checkerboards(pairs, pattern, args.ransac_px)
-            source = f"{args.bag} ({frames} of {len(pairs)} frame pairs show the board)"
-    except (OSError, ValueError) as error:
-        print(f"microexp calibrate homography: {error}", flush=True)
-        return 1
+    if args.points is not None:
+        rgb, events = read_points(args.points)
+        fit, frames = estimate_homography(rgb, events, args.ransac_px), None
+        source = str(args.points)
+    else:
+        if args.every < 1 or args.window_ms <= 0:
+            raise ValueError("--every must be >= 1 and --window-ms > 0")
+        pattern = parse_pattern(args.pattern)
+        pairs = bag_pairs(args.bag, args.rgb_topic, args.events_topic, int(args.window_ms * 1e6), args.every)
+        fit, frames = estimate_from_checkerboards(pairs, pattern, args.ransac_px)
+        source = f"{args.bag} ({frames} of {len(pairs)} frame pairs show the board)"
     comment = (f"RGB -> event homography from {source}: {fit.inliers}/{fit.points} inliers, "
                f"RMS error {fit.rms_error_px:.3f} event px")
     text = params_yaml(fit.params(), comment)

@@ -46,11 +46,6 @@ def register(group) -> None:
     bag.set_defaults(func=run_bag)
 
 
-def _fail(command: str, error: Exception) -> int:
-    print(f"microexp data {command}: error: {error}", file=sys.stderr)
-    return 1
-
-
 def run_generate(args: argparse.Namespace) -> int:
     from microexp_ros.data.dataset import PRESETS, generate_dataset
 
@@ -68,11 +63,8 @@ def run_generate(args: argparse.Namespace) -> int:
         def progress(it, total):
             return tqdm(it, total=total, unit="clip", desc="generate", file=sys.stderr)
     started, cpu_started = time.perf_counter(), _cpu_seconds()
-    try:
-        manifest = generate_dataset(args.out, n_clips, args.seed, n_ids, workers=args.workers, fixed=fixed,
-                                    command=command, progress=progress)
-    except (OSError, ValueError) as error:
-        return _fail("generate", error)
+    manifest = generate_dataset(args.out, n_clips, args.seed, n_ids, workers=args.workers, fixed=fixed,
+                                command=command, progress=progress)
     seconds = time.perf_counter() - started
     # CPU time of this process and its (joined) workers: wall time on an otherwise idle machine is about
     # cpu_seconds / workers, whatever else was running during this measurement.
@@ -101,30 +93,27 @@ def run_inspect(args: argparse.Namespace) -> int:
 
     from microexp_ros.data.dataset import load_clip, load_manifest
 
-    try:
-        manifest = load_manifest(args.dataset)
-        entries = manifest["clips"]
-        per = {key: collections.Counter(str(c[key]) for c in entries) for key in ("split", "label", "lighting")}
-        macro = sum(bool(c.get("macro")) for c in entries)
-        counts = {r: np.array([c["n_events"][r] for c in entries if "n_events" in c]) for r in ("high", "low")}
-        by_light = collections.defaultdict(list)
-        for c in entries:
-            if "n_events" in c:
-                by_light[c["lighting"]].append(c["n_events"]["high"])
-        identities = {s: sorted({c["identity"] for c in entries if c["split"] == s}) for s in ("train", "val", "test")}
-        montage = None
-        if args.montage:
-            from microexp_ros.data.montage import default_montage_clips, write_montage
+    manifest = load_manifest(args.dataset)
+    entries = manifest["clips"]
+    per = {key: collections.Counter(str(c[key]) for c in entries) for key in ("split", "label", "lighting")}
+    macro = sum(bool(c.get("macro")) for c in entries)
+    counts = {r: np.array([c["n_events"][r] for c in entries if "n_events" in c]) for r in ("high", "low")}
+    by_light = collections.defaultdict(list)
+    for c in entries:
+        if "n_events" in c:
+            by_light[c["lighting"]].append(c["n_events"]["high"])
+    identities = {s: sorted({c["identity"] for c in entries if c["split"] == s}) for s in ("train", "val", "test")}
+    montage = None
+    if args.montage:
+        from microexp_ros.data.montage import default_montage_clips, write_montage
 
-            chosen = args.clip_ids or default_montage_clips(entries)
-            by_id = {c["id"]: c for c in entries}
-            missing = [i for i in chosen if i not in by_id]
-            if missing:
-                raise ValueError(f"clip(s) {', '.join(missing)} not in {args.dataset}")
-            write_montage([load_clip(args.dataset, by_id[i]) for i in chosen], args.montage, manifest)
-            montage = str(args.montage)
-    except (OSError, ValueError) as error:
-        return _fail("inspect", error)
+        chosen = args.clip_ids or default_montage_clips(entries)
+        by_id = {c["id"]: c for c in entries}
+        missing = [i for i in chosen if i not in by_id]
+        if missing:
+            raise ValueError(f"clip(s) {', '.join(missing)} not in {args.dataset}")
+        write_montage([load_clip(args.dataset, by_id[i]) for i in chosen], args.montage, manifest)
+        montage = str(args.montage)
     overlap = set(identities["train"]) & (set(identities["val"]) | set(identities["test"]))
     payload = {
         "clips": len(entries), "macro": macro, "per_split": dict(per["split"]), "per_label": dict(per["label"]),
@@ -165,10 +154,7 @@ def run_bag(args: argparse.Namespace) -> int:
     command = f"microexp data bag {shlex.quote(str(args.dataset))} {shlex.quote(str(args.out))}"
     if args.clip_ids:
         command += " --clips " + " ".join(args.clip_ids)
-    try:
-        sidecar = write_clip_bag(args.dataset, args.out, args.clip_ids, command=command)
-    except (OSError, ValueError) as error:
-        return _fail("bag", error)
+    sidecar = write_clip_bag(args.dataset, args.out, args.clip_ids, command=command)
     payload = {"out": str(args.out), "sidecar": str(args.out.with_suffix(".json")), "clips": len(sidecar["clips"]),
                "bytes": sidecar["bag_bytes"], "messages": sidecar["topics"]}
     text = "\n".join([f"wrote {payload['clips']} clips to {args.out} ({payload['bytes'] / 1e6:.2f} MB)",

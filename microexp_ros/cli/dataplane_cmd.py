@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from microexp_ros.cli.output import add_json_flag, emit, format_table
@@ -38,17 +37,13 @@ def register(group) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.recording is None:
-        try:
-            args.recording = real_data_dir() / "event_camera_py" / "test_events_1.bag"
-        except FileNotFoundError as error:
-            print(f"bench dataplane: no --recording given and {error}", file=sys.stderr)
-            return 2
+        args.recording = real_data_dir() / "event_camera_py" / "test_events_1.bag"
     from microexp_ros.bench.dataplane import run_dataplane_benchmark
 
     if not args.recording.exists():
-        raise SystemExit(f"bench dataplane: recording not found: {args.recording} (pass --recording)")
+        raise FileNotFoundError(f"recording not found: {args.recording} (pass --recording)")
     if args.events < 1000 or any(r <= 0 for r in args.rates) or not args.seconds > 0 or not args.packet_ms > 0:
-        raise SystemExit("bench dataplane: --events must be >= 1000; --seconds, --packet-ms and every --rates "
+        raise ValueError("--events must be >= 1000; --seconds, --packet-ms and every --rates "
                          "value > 0")
     result = run_dataplane_benchmark(args.recording, args.events, args.rates, args.seconds, args.repeats,
                                      args.stage_density, args.packet_ms, not args.reencode)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +34,13 @@ def _add_geometry_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoding", help="encoding of a .raw file whose header does not name it (evt3, evt2)")
 
 
-def _fail(command: str, path: Path, error: Exception) -> int:
-    """Print one line naming the file and the problem; exit code 1."""
-    message = str(error)
-    if str(path) not in message:
-        message = f"{path}: {message}"
-    print(f"microexp {command}: error: {message}", file=sys.stderr)
-    return 1
-
-
 def run_info(args: argparse.Namespace) -> int:
     from microexp_ros.events.reader import open_events
     from microexp_ros.events.reader_protocol import summarize
 
-    try:
-        source = open_events(args.path, args.width, args.height, args.encoding, args.topics)
-        stats = summarize(source)
-        extra = _extra(source)
-    except (OSError, ValueError) as error:  # missing file, unknown format, corrupt data, bad geometry
-        return _fail("events info", args.path, error)
+    source = open_events(args.path, args.width, args.height, args.encoding, args.topics)
+    stats = summarize(source)
+    extra = _extra(source)
     streams = list(stats.values())
     drops: collections.Counter[str] = collections.Counter()
     for s in streams:
@@ -102,15 +89,12 @@ def run_bench(args: argparse.Namespace) -> int:
     from microexp_ros.events.reader import open_events
     from microexp_ros.events.reader_protocol import read_all
 
-    try:
-        source = open_events(args.path, args.width, args.height, args.encoding)
-        name = next(iter(source.streams))
-        events = read_all(source)[name].events
-        if events.size == 0:
-            raise ValueError(f"stream {name} has no events to benchmark on")
-        rows = representation_table(events, args.repeats)
-    except (OSError, ValueError) as error:
-        return _fail("bench representations", args.path, error)
+    source = open_events(args.path, args.width, args.height, args.encoding)
+    name = next(iter(source.streams))
+    events = read_all(source)[name].events
+    if events.size == 0:
+        raise ValueError(f"stream {name} has no events to benchmark on")
+    rows = representation_table(events, args.repeats)
     payload = {"path": str(args.path), "stream": name, "events": int(events.size), "repeats": args.repeats,
                "results": rows, "voxel_mevps": next(r["mevps"] for r in rows if r["representation"] == "voxel_grid")}
     text = f"{args.path} [{name}]: {events.size} events, median of {args.repeats} runs\n" + format_table(

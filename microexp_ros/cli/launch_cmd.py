@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from microexp_ros.bringup.graphs import GRAPHS, arguments
 
@@ -37,9 +36,5 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from microexp_ros.bringup.runner import Launcher
 
-    try:
-        launcher = Launcher(args.graph, parse_assignments(args.assignments), standby=args.standby)
-    except (KeyError, ValueError, FileNotFoundError) as error:
-        print(f"microexp launch {args.graph}: {error}", file=sys.stderr)
-        return 2
+    launcher = Launcher(args.graph, parse_assignments(args.assignments), standby=args.standby)
     return launcher.run(duration_s=args.duration, until_exit=args.until_exit)

@@ -18,14 +18,19 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 def reported(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Bad input (missing files, malformed data, wrong parameters, incompatible weights) ends the command with
-    one clear line on stderr and exit code 2, instead of a traceback."""
+    one clear line on stderr and exit code 2, instead of a traceback. The line names the command's input file
+    (a `path` argument) when the error does not."""
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
         except (OSError, ValueError) as error:
-            print(f"microexp {args.group} {args.command}: error: {error}", file=sys.stderr)
+            message, path = str(error), getattr(args, "path", None)
+            if path is not None and str(path) not in message:
+                message = f"{path}: {message}"
+            command = " ".join(part for part in (args.group, getattr(args, "command", None)) if part)
+            print(f"microexp {command}: error: {message}", file=sys.stderr)
             return 2
 
     return run

@@ -6,7 +6,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from microexp_ros.cli.output import add_json_flag, emit, format_table, reported
+from microexp_ros.cli.output import add_json_flag, emit, format_table
 
 DAVIS_SAMPLE = Path("event_vision_library") / "sample.aedat4"
 
@@ -32,7 +32,7 @@ def register(group) -> None:
     train.add_argument("--threads", type=int, default=2)
     train.add_argument("--no-progress", action="store_true")
     add_json_flag(train)
-    train.set_defaults(func=reported(run_train))
+    train.set_defaults(func=run_train)
 
     ev = group("eval", "evaluation").add_parser(
         "recon", help="reconstruction quality (SSIM, PSNR, MSE) against baselines, per resolution and lighting")
@@ -48,14 +48,14 @@ def register(group) -> None:
     ev.add_argument("--no-real", action="store_true", help="skip the DAVIS346 sample in the dataset evaluation")
     ev.add_argument("--threads", type=int, default=2)
     add_json_flag(ev)
-    ev.set_defaults(func=reported(run_eval))
+    ev.set_defaults(func=run_eval)
 
     bench = group("bench", "benchmarks").add_parser("recon", help="reconstruction frames per second on CPU")
     bench.add_argument("--weights", type=Path, help="CVAE weights (default: shipped)")
     bench.add_argument("--threads", type=int, default=2)
     bench.add_argument("--repeats", type=int, default=50)
     add_json_flag(bench)
-    bench.set_defaults(func=reported(run_bench))
+    bench.set_defaults(func=run_bench)
 
 
 _NOT_RECORDED = {"func", "group", "command", "json", "no_progress"}

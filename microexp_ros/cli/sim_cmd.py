@@ -73,11 +73,7 @@ def _crop(text: str) -> tuple[int, int, int, int] | str:
 def run_bench(args: argparse.Namespace) -> int:
     from microexp_ros.bench.sim import run_bench as measure
 
-    try:
-        r = measure(args.width, args.height, args.rate, args.seconds, args.reference_seconds, threads=args.threads)
-    except ValueError as error:
-        print(f"bench sim: {error}", file=sys.stderr)
-        return 2
+    r = measure(args.width, args.height, args.rate, args.seconds, args.reference_seconds, threads=args.threads)
     ratio = r.realtime_factor / r.reference_realtime_factor
     payload = {"width": r.width, "height": r.height, "internal_rate_hz": r.internal_rate_hz,
                "realtime_factor": r.realtime_factor, "events_per_s": r.events / r.simulated_s,
@@ -102,46 +98,41 @@ def run_convert(args: argparse.Namespace) -> int:
                                         video_to_events, write_video_clip)
 
     if not args.video.is_file():
-        print(f"data convert-video: video not found: {args.video}", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"video not found: {args.video}")
     command = "microexp " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     prefix = args.clip_id or f"v_{args.video.stem}"
-    try:
-        labels = read_openface_csv(args.openface_csv) if args.openface_csv is not None else None
-        if args.chunk is None:
-            clips = [(args.clip_id or f"{prefix}_{int(round(args.start * 1000))}", args.start, args.seconds)]
-        else:
-            starts = chunk_starts(video_duration_s(args.video), args.start, args.seconds, args.chunk, args.stride)
-            clips = [(f"{prefix}_{int(round(s * 1000))}", s, args.chunk) for s in starts]
-        detector = None
-        if args.crop == "face":
-            from microexp_ros.face.detector import FaceDetector
+    labels = read_openface_csv(args.openface_csv) if args.openface_csv is not None else None
+    if args.chunk is None:
+        clips = [(args.clip_id or f"{prefix}_{int(round(args.start * 1000))}", args.start, args.seconds)]
+    else:
+        starts = chunk_starts(video_duration_s(args.video), args.start, args.seconds, args.chunk, args.stride)
+        clips = [(f"{prefix}_{int(round(s * 1000))}", s, args.chunk) for s in starts]
+    detector = None
+    if args.crop == "face":
+        from microexp_ros.face.detector import FaceDetector
 
-            detector = FaceDetector()
-        reports = []
-        for i, (clip_id, start, seconds) in enumerate(clips):
-            crop = args.crop
-            if crop == "face":
-                first = read_video(args.video, seconds=1e-3, start_s=start)[0][0]
-                crop_h = int(round(args.face_width * args.height / args.width))
-                crop = face_crop(first, args.face_width, crop_h, detector)
-            converted = video_to_events(args.video, args.width, args.height, crop=crop, seconds=seconds,
-                                        start_s=start, seed=args.seed + i, brightness=args.brightness,
-                                        extra_resolutions={"low": (args.low_width, args.low_height)})
-            clip_labels = None
-            if labels is not None:
-                clip_labels = labels.for_frames(int(round(start * 1e9)), converted.frame_t)
-            entry = write_video_clip(
-                args.out, converted, "low", clip_id=clip_id, identity=args.identity or args.video.stem,
-                split=args.split, lighting=args.lighting, seed=args.seed + i, video=args.video.name,
-                labels=clip_labels, command=command)
-            reports.append({"clip": entry["id"], "start_s": start, "frames": int(converted.frame_t.size),
-                            "events_high": int(converted.events.size),
-                            "events_low": int(converted.extra["low"].size), "label": entry["label"],
-                            "aus": len(entry["aus"]), "crop": list(converted.crop)})
-    except (ValueError, FileNotFoundError) as error:
-        print(f"data convert-video: {error}", file=sys.stderr)
-        return 2
+        detector = FaceDetector()
+    reports = []
+    for i, (clip_id, start, seconds) in enumerate(clips):
+        crop = args.crop
+        if crop == "face":
+            first = read_video(args.video, seconds=1e-3, start_s=start)[0][0]
+            crop_h = int(round(args.face_width * args.height / args.width))
+            crop = face_crop(first, args.face_width, crop_h, detector)
+        converted = video_to_events(args.video, args.width, args.height, crop=crop, seconds=seconds,
+                                    start_s=start, seed=args.seed + i, brightness=args.brightness,
+                                    extra_resolutions={"low": (args.low_width, args.low_height)})
+        clip_labels = None
+        if labels is not None:
+            clip_labels = labels.for_frames(int(round(start * 1e9)), converted.frame_t)
+        entry = write_video_clip(
+            args.out, converted, "low", clip_id=clip_id, identity=args.identity or args.video.stem,
+            split=args.split, lighting=args.lighting, seed=args.seed + i, video=args.video.name,
+            labels=clip_labels, command=command)
+        reports.append({"clip": entry["id"], "start_s": start, "frames": int(converted.frame_t.size),
+                        "events_high": int(converted.events.size),
+                        "events_low": int(converted.extra["low"].size), "label": entry["label"],
+                        "aus": len(entry["aus"]), "crop": list(converted.crop)})
     text = format_table(["clip", "start s", "frames", "events high", "events low", "label", "AU episodes", "crop"],
                         [[r["clip"], r["start_s"], r["frames"], r["events_high"], r["events_low"], r["label"],
                           r["aus"], ",".join(map(str, r["crop"]))] for r in reports])
