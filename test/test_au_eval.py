@@ -109,6 +109,24 @@ def test_offline_evaluation_equals_the_online_predictor(au_dataset, trained_mode
         online = predictor.predict(clip.events["low"], t0, t1, (0, 0, *size), size)
         assert np.array_equal(online.probabilities, pred.probabilities)
         assert SINGLE_LABEL_CLASSES[pred.pred] == online.label
+    # Two windows, 33 ms apart: the mean of the node's two predictions (the later one kept inside the clip).
+    # The shipped model on the high-resolution events: the 4-epoch model's output barely depends on its input.
+    shipped, step = AUPredictor.from_file(), 33_333_333
+    size = (manifest["resolutions"]["high"]["width"], manifest["resolutions"]["high"]["height"])
+    averaged = predict_clips(au_dataset, manifest, entries, [Row("ev", shipped, "high")], windows=2, step_ns=step)
+    changed = 0
+    for entry, pred in zip(entries, averaged):
+        clip = load_clip(au_dataset, entry)
+        t0, t1 = select_window(entry, shipped.window_ns)
+        later = min(t0 + step, int(entry["duration_ns"]) - shipped.window_ns)
+        results = [shipped.predict(clip.events["high"], a, a + shipped.window_ns, (0, 0, *size), size)
+                   for a in (t0, later)]
+        np.testing.assert_allclose(pred.probabilities, np.mean([r.probabilities for r in results], axis=0), atol=1e-7)
+        assert pred.pred == int(np.argmax(np.mean([r.class_probabilities for r in results], axis=0)))
+        changed += not np.allclose(pred.probabilities, results[0].probabilities, atol=1e-3)
+    assert changed > 0
+    with pytest.raises(ValueError, match="windows >= 1"):
+        predict_clips(au_dataset, manifest, entries, [Row("ev", predictor, "low")], windows=0)
 
 
 def test_eval_rejects_a_missing_weights_file(au_dataset, tmp_path, capsys):  # noqa: F811

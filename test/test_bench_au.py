@@ -123,6 +123,13 @@ def test_bench_au_measures_every_window_through_real_processes(ros_env):
     assert result["errors"] == {} and result["graph_exit_codes"] == [0]
     assert result["e2e_cold"]["windows"] == 3 and result["e2e_p99_ms"] <= result["e2e_max_ms"]
     assert result["runner"] == "traced" and len(result["rows"]) == 5
+    # The stages, split at the DDS source timestamps of time_sync's samples and of the predictions, are
+    # measured for every window whose end-to-end time is; each lies inside the end-to-end time.
+    stages, predictions = result["e2e_stages"], result["e2e_windows"] + result["e2e_unmeasured_windows"]
+    assert set(stages) == {"sync", "classify", "deliver"} and stages["sync"]["windows"] == result["e2e_windows"]
+    for stage in stages.values():
+        assert stage["windows"] + stage["unmeasured"] == predictions
+        assert 0 < stage["p50_ms"] <= stage["max_ms"] <= result["e2e_max_ms"]
 
 
 def test_packet_stamp_read_from_the_serialized_message_equals_the_deserialized_one():

@@ -10,7 +10,7 @@ import torch
 
 from microexp_ros.events.array import empty_events, synthetic_events
 from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
-from microexp_ros.models.au_inference import ActivationFilter, AUPredictor, build_au_model, encode_events
+from microexp_ros.models.au_inference import ActivationFilter, AUPredictor, WindowAverage, build_au_model, encode_events
 from microexp_ros.models.weights import WeightsError, load_model, read_sidecar, save_model, sidecar_path
 
 SIZE, BINS = 32, 6
@@ -65,6 +65,30 @@ def test_unknown_arch_and_bad_hyperparameters_raise():
         build_au_model(dict(SNN_CONFIG, surrogate="relu"))
     with pytest.raises(ValueError, match="readout"):
         build_au_model(dict(SNN_CONFIG, readout="voltage"))
+    with pytest.raises(ValueError, match="input_norm"):
+        build_au_model(dict(SNN_CONFIG, input_norm="standardise"))
+
+
+def test_centered_input_ignores_a_uniform_floor_per_channel():
+    """input_norm "center": a constant added to every cell of a channel (the floor of noise or flicker) leaves
+    the outputs unchanged; without it the same floor changes them, and so does a local change either way.
+    The shipped network's weights, so that spikes reach the heads."""
+    predictor = AUPredictor.from_file()
+    sensor, window = 2 * predictor.size, predictor.window_ns
+    x = torch.from_numpy(np.stack([
+        predictor.encode(synthetic_events(sensor, sensor, 0, window, count=count, seed=seed), 0, window,
+                         (0, 0, sensor, sensor), (sensor, sensor)) for seed, count in enumerate((4000, 20000))]))
+    floor = x + torch.tensor([0.9, 0.4]).view(1, 1, 2, 1, 1)
+    local = x.clone()
+    local[:, :, 1, :16, :16] += 0.9
+    plain = predictor.model
+    centered = build_au_model(dict(predictor.meta["config"], input_norm="center")).eval()
+    centered.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        base = centered(x)[0]
+        assert torch.allclose(centered(floor)[0], base, atol=1e-5)
+        assert not torch.allclose(centered(local)[0], base, atol=1e-3)
+        assert not torch.allclose(plain(floor)[0], plain(x)[0], atol=1e-3)
 
 
 @pytest.mark.parametrize("readout", ["spikes", "membrane"])
@@ -217,3 +241,17 @@ def test_activation_filter_hysteresis():
         filt.update(np.zeros(3))
     with pytest.raises(ValueError, match="off_threshold <= on_threshold"):
         ActivationFilter(on_threshold=0.3, off_threshold=0.5)
+
+
+def test_window_average_is_the_mean_of_the_last_windows():
+    average = WindowAverage(3)
+    windows = [np.array([0.9, 0.0]), np.array([0.3, 0.6]), np.array([0.0, 0.3]), np.array([0.6, 0.9])]
+    got = [average.update(p) for p in windows]
+    np.testing.assert_allclose(got, [[0.9, 0.0], [0.6, 0.3], [0.4, 0.3], [0.3, 0.6]])  # the first ones: fewer
+    average.reset()
+    np.testing.assert_allclose(average.update(np.array([0.2, 0.4])), [0.2, 0.4])
+    np.testing.assert_array_equal(WindowAverage(1).update(np.array([0.25, 0.5])), [0.25, 0.5])
+    with pytest.raises(ValueError, match="shape"):
+        average.update(np.zeros(3))
+    with pytest.raises(ValueError, match="window count must be >= 1"):
+        WindowAverage(0)

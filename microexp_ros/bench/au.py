@@ -122,3 +122,15 @@ def e2e_summary(runs: Sequence[Sequence[float]], target_ms: float = 15.0, cold_w
         "e2e_runs_p50_ms": [_percentiles(a[np.isfinite(a)])["p50_ms"] for a in arrays],
         "e2e_runs_p99_ms": [_percentiles(a[np.isfinite(a)])["p99_ms"] for a in arrays],
     }
+
+
+def stage_summary(runs: Sequence[dict[str, Sequence[float]]]) -> dict[str, dict[str, float | int | None]]:
+    """Pooled p50/p99/max of each latency stage (`Collector.stages_after_run` of every replay); NaN (a stamp
+    not seen) is counted as unmeasured, not pooled."""
+    summary = {}
+    for stage in (runs[0] if runs else {}):
+        values = np.concatenate([np.asarray(run[stage], dtype=np.float64) for run in runs])
+        measured = values[np.isfinite(values)]
+        summary[stage] = {"windows": int(measured.size), "unmeasured": int(values.size - measured.size),
+                          **_percentiles(measured)}
+    return summary

@@ -34,7 +34,7 @@ from microexp_ros.bringup.graphs import NodeSpec, wait_for_ready
 from microexp_ros.bringup.runner import Launcher
 from microexp_ros.eval.hri_report import (GroundTruthEvent, WindowPrediction, plot_timeline, save_montage, score,
                                           summary)
-from microexp_ros.msg import AUGroundTruth, AUPredictions, ReconstructionQuality
+from microexp_ros.msg import AUGroundTruth, AUPredictions, ReconstructionQuality, SyncedSample
 from microexp_ros.ros import qos
 from microexp_ros.ros.dds import configure_transport
 from microexp_ros.ros.image import to_numpy
@@ -63,7 +63,9 @@ class Collector(Node):
     Times are taken when this process's callbacks run, or with `dds_stamps` from the middleware: a packet at
     its DDS source timestamp (when the player published it) and a prediction at its reception timestamp in
     this process. The callback times drift when this Python process falls behind the 1,000 packets/s of
-    a loaded machine; the middleware's do not.
+    a loaded machine; the middleware's do not. With `dds_stamps` the collector also reads the source
+    timestamps of time_sync's samples and of the predictions, which split each window's latency into its
+    stages (`stages_after_run`).
     """
 
     def __init__(self, events_topic: str, verbose: bool, model_nodes: Sequence[str] = MODEL_NODES,
@@ -84,7 +86,8 @@ class Collector(Node):
         self.counts: dict[str, dict[str, int]] = {}
         self.packet_stamps: list[int] = []
         self.packet_arrivals: list[int] = []
-        self.receipts: list[tuple[int, int]] = []   # (window end, prediction received) per prediction
+        self.receipts: list[tuple[int, int, int]] = []   # (window end, received, published) per prediction
+        self.sample_published: dict[int, int] = {}          # window end -> time_sync's publication (dds_stamps)
         self.first_stamp_ns: int | None = None
         # A deep queue: when this process falls behind the packets, no prediction is replaced before it is read.
         self.create_subscription(AUPredictions, "/au_predictions", self.on_prediction, qos.predictions_qos(1000))
@@ -97,6 +100,9 @@ class Collector(Node):
         # Serialized: only the stamp is read, so the 1,000 packets/s cost this process little time.
         self.create_subscription(EventPacket, events_topic, self.on_packet, qos.events_qos(), raw=True)
         self.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, qos.predictions_qos(100))
+        if dds_stamps:
+            self.create_subscription(SyncedSample, "/time_sync/samples", self.on_sample, qos.samples_qos(),
+                                     raw=True)
 
     def on_packet(self, raw: bytes, info: MessageInfo) -> None:
         arrival = info["source_timestamp"] if self.dds_stamps else time.time_ns()
@@ -106,6 +112,10 @@ class Collector(Node):
             self.packet_arrivals.append(arrival)
             if self.first_stamp_ns is None:
                 self.first_stamp_ns = stamp
+
+    def on_sample(self, raw: bytes, info: MessageInfo) -> None:
+        with self.lock:
+            self.sample_published[serialized_stamp(raw)] = info["source_timestamp"]
 
     def window_closed_at(self, window_end_ns: int) -> int | None:
         """Arrival time of the first packet stamped at or after the window end: when the window could close."""
@@ -123,7 +133,7 @@ class Collector(Node):
             latency_ms=msg.inference_latency_ms, e2e_ms=(received - closed) / 1e6 if closed else float("nan"))
         with self.lock:
             self.predictions.append(prediction)
-            self.receipts.append((end, received))
+            self.receipts.append((end, received, info["source_timestamp"]))
             t0 = self.first_stamp_ns or end
         if self.verbose:
             active = " ".join(f"AU{au.number}({au.probability:.2f})" for au in msg.action_units if au.active)
@@ -138,10 +148,24 @@ class Collector(Node):
         before its window's closing packet (this process behind on packets) is then measured too; NaN only
         where no packet followed the window end."""
         latencies = []
-        for end, received in sorted(self.receipts):
+        for end, received, _ in sorted(self.receipts):
             closed = self.window_closed_at(end)
             latencies.append((received - closed) / 1e6 if closed is not None else float("nan"))
         return latencies
+
+    def stages_after_run(self) -> dict[str, list[float]]:
+        """Each prediction's latency split at the DDS source timestamps (`dds_stamps` only), ms in window order:
+        `sync` from the closing packet to time_sync publishing the sample, `classify` from there to
+        au_classifier publishing the prediction (one DDS hop, decoding, the model), `deliver` from there to its
+        reception here. NaN where a stamp is missing (no closing packet, a sample this process did not read)."""
+        stages: dict[str, list[float]] = {"sync": [], "classify": [], "deliver": []}
+        nan = float("nan")
+        for end, received, published in sorted(self.receipts):
+            closed, sampled = self.window_closed_at(end), self.sample_published.get(end)
+            stages["sync"].append((sampled - closed) / 1e6 if closed is not None and sampled is not None else nan)
+            stages["classify"].append((published - sampled) / 1e6 if sampled is not None else nan)
+            stages["deliver"].append((received - published) / 1e6)
+        return stages
 
     def on_ground_truth(self, msg: AUGroundTruth) -> None:
         with self.lock:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
-from microexp_ros.cli.output import add_json_flag, emit, format_table, reported
+from microexp_ros.cli.output import add_json_flag, emit, format_table
 
 SHIPPED = {"events SNN": "snn_events_default", "events SNN ensemble": "snn_events_ensemble",
            "RGB SNN": "snn_rgb_default", "RGB CNN": "cnn_rgb_default"}
+# The end-to-end latency's stages, split at DDS source timestamps (Collector.stages_after_run).
+STAGES = {"sync": "closing packet -> time_sync publishes the sample",
+          "classify": "-> au_classifier publishes (hop, decode, model)",
+          "deliver": "-> received here"}
 
 
 def register(group) -> None:
@@ -36,6 +39,9 @@ def register(group) -> None:
     train.add_argument("--readout", choices=("spikes", "membrane"), default="spikes",
                        help="what the SNN's heads read: the hidden layer's spike rate, or the mean membrane of "
                             "non-spiking leaky integrators (snn only)")
+    train.add_argument("--input-norm", choices=("none", "center"), default="none",
+                       help="center: shift each window's input channels to zero mean over time and space before "
+                            "the first layer (removes the uniform floor of noise or flicker; snn only)")
     train.add_argument("--encoding", choices=("polarity", "polarity_net"), default="polarity",
                        help="events input: log counts per polarity, or those plus the signed net count ON - OFF "
                             "(cancels mains flicker and symmetric noise; events only)")
@@ -45,7 +51,7 @@ def register(group) -> None:
     train.add_argument("--max-minutes", type=float, default=20.0, help="stop training after this wall time")
     train.add_argument("--threads", type=int, default=2)
     add_json_flag(train)
-    train.set_defaults(func=reported(run_train))
+    train.set_defaults(func=run_train)
 
     ensemble = group("train", "model training").add_parser(
         "au-ensemble", help="combine trained events AU models into one whose logits are the mean of theirs",
@@ -55,7 +61,7 @@ def register(group) -> None:
     ensemble.add_argument("members", type=Path, nargs="+", help="member weights files (.safetensors)")
     ensemble.add_argument("--out", type=Path, required=True, help="ensemble weights file (.safetensors)")
     add_json_flag(ensemble)
-    ensemble.set_defaults(func=reported(run_ensemble))
+    ensemble.set_defaults(func=run_ensemble)
 
     ev = group("eval", "evaluation").add_parser(
         "au", help="AU accuracy / macro-F1: events vs RGB, per lighting and event resolution (test split)")
@@ -65,6 +71,11 @@ def register(group) -> None:
     for label, stem in SHIPPED.items():
         flag = "--" + stem.replace("_default", "").replace("_", "-")
         ev.add_argument(flag, type=Path, dest=stem, help=f"{label} weights (default: shipped {stem})")
+    ev.add_argument("--windows", type=int, default=1,
+                    help="score each clip on the mean probabilities of its protocol window and the next windows, "
+                         "--window-step-ms apart (what au_classifier publishes with average_windows = this)")
+    ev.add_argument("--window-step-ms", type=float, default=1000.0 / 30.0,
+                    help="spacing of --windows (default: one 30 fps RGB frame, the spacing of time_sync's samples)")
     ev.add_argument("--out-dir", type=Path, default=Path("runs/eval_au"), help="confusion-matrix PNGs")
     ev.add_argument("--video", type=Path, help="score a real video converted to events instead of a dataset")
     ev.add_argument("--openface-csv", type=Path, help="OpenFace 2.x CSV of --video: per-AU presence F1")
@@ -72,7 +83,7 @@ def register(group) -> None:
     ev.add_argument("--seconds", type=float, help="convert only the first seconds of --video")
     ev.add_argument("--threads", type=int, default=2)
     add_json_flag(ev)
-    ev.set_defaults(func=reported(run_eval))
+    ev.set_defaults(func=run_eval)
 
     bench = group("bench", "benchmarks").add_parser(
         "au", help="AU latency per window: in-process inference, and end to end through real node processes",
@@ -93,7 +104,7 @@ def register(group) -> None:
                        help="torch threads of the au_classifier node (default: config/models.yaml)")
     bench.add_argument("--bag", default="", help="bag to replay (default: the embedded one)")
     add_json_flag(bench)
-    bench.set_defaults(func=reported(run_bench))
+    bench.set_defaults(func=run_bench)
 
 
 def _command(args: argparse.Namespace, words: str) -> str:
@@ -114,7 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
         data=str(args.data), out=str(args.out), modality=args.modality, arch=args.arch, resolution=args.resolution,
         seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, bins=args.bins, size=args.size,
         window_ns=int(round(args.window_ms * 1e6)), patience=args.patience, copies=args.copies,
-        shift_px=args.shift_px, readout=args.readout, encoding=args.encoding,
+        shift_px=args.shift_px, readout=args.readout, input_norm=args.input_norm, encoding=args.encoding,
         teacher=str(args.teacher) if args.teacher else "",
         max_minutes=args.max_minutes, threads=args.threads, command=_command(args, "train au"),
     )
@@ -188,9 +199,8 @@ def run_eval(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.data)
     entries = [c for c in manifest["clips"] if c["split"] == args.split]
     if not entries:
-        print(f"error: dataset {args.data} has no '{args.split}' clips", file=sys.stderr)
-        return 2
-    preds = predict_clips(args.data, manifest, entries, rows)
+        raise ValueError(f"dataset {args.data} has no '{args.split}' clips")
+    preds = predict_clips(args.data, manifest, entries, rows, args.windows, int(round(args.window_step_ms * 1e6)))
     summary = summarise(preds, [r.name for r in rows])
     pngs = plot_confusions(summary, args.out_dir)
     events, rgb = summary["events SNN high"], summary["RGB SNN"]
@@ -206,11 +216,14 @@ def run_eval(args: argparse.Namespace) -> int:
         "cnn_rgb_macro_f1": summary["RGB CNN"]["all"]["macro_f1"],
         "dim_gap_points": 100.0 * (events["dim"]["accuracy"] - rgb["dim"]["accuracy"]),
         "split": args.split, "clips": len(entries), "data": str(args.data),
+        "windows": args.windows, "window_step_ms": args.window_step_ms,
         "rows": {name: {k: v for k, v in data.items() if k != "confusion"} for name, data in summary.items()},
         "confusion_png": [str(p) for p in pngs],
     }
     text = (f"AU classification, single-label over {len(summary['RGB SNN']['confusion'])} classes (neutral + 12 AUs), "
-            f"split '{args.split}' of {args.data}\n{format_results(summary)}\n\n"
+            f"split '{args.split}' of {args.data}"
+            + (f"; probabilities averaged over {args.windows} windows {args.window_step_ms:g} ms apart"
+               if args.windows > 1 else "") + f"\n{format_results(summary)}\n\n"
             f"dim-light gap (events high - RGB SNN accuracy, dim+very_dim): {payload['dim_gap_points']:+.1f} points\n"
             f"confusion matrices: {args.out_dir}")
     emit(args, payload, text)
@@ -253,7 +266,7 @@ def _replay_latencies(args: argparse.Namespace) -> dict:
         parameters.setdefault("au_classifier", {})["threads"] = args.node_threads
     if args.model is not None:
         parameters.setdefault("au_classifier", {})["model_path"] = str(args.model.resolve())
-    runs, forward, lost, missed, errors, drops, codes, walls, cpu, counts = [], [], 0, 0, {}, {}, [], [], 0.0, []
+    runs, stages, forward, lost, missed, errors, drops, codes, walls, cpu, counts = [], [], [], 0, 0, {}, {}, [], [], 0.0, []
     for _ in range(args.runs):
         cpu -= time.process_time()
         run = replay_graph(args.bag, "", "high", verbose=False, nodes=AU_PATH if args.graph == "au" else None,
@@ -272,11 +285,12 @@ def _replay_latencies(args: argparse.Namespace) -> dict:
                     for reason, n in reasons.items():
                         totals[f"{node}/{reason}"] = totals.get(f"{node}/{reason}", 0) + n
         runs.append(collector.e2e_after_run())
+        stages.append(collector.stages_after_run())
         forward += [p.latency_ms for p in predictions]
         lost += max(published - len(predictions), 0)
         codes.append(run.code)
         walls.append(run.wall_s)
-    return {"runs": runs, "node_forward_ms": forward, "windows_lost": lost, "packets_missed": missed,
+    return {"runs": runs, "stages": stages, "node_forward_ms": forward, "windows_lost": lost, "packets_missed": missed,
             "errors": errors, "drops": drops, "codes": codes, "wall_s": walls, "cpu_share": cpu / sum(walls),
             "counts": counts}
 
@@ -286,7 +300,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from microexp_ros.bench.au import e2e_summary, run
+    from microexp_ros.bench.au import e2e_summary, run, stage_summary
 
     counts = {"--runs": args.runs, "--repeats": args.repeats, "--threads": args.threads,
               "--node-threads": 1 if args.node_threads is None else args.node_threads}
@@ -298,6 +312,7 @@ def run_bench(args: argparse.Namespace) -> int:
     replay = _replay_latencies(args)
     load_after = os.getloadavg()
     result.update(e2e_summary(replay["runs"]))
+    result["e2e_stages"] = stage_summary(replay["stages"])
     forward = np.asarray(replay["node_forward_ms"], dtype=np.float64)
     forward = forward[np.isfinite(forward)]
     graph = ("bag_player -> time_sync -> au_classifier" if args.graph == "au"
@@ -322,6 +337,8 @@ def run_bench(args: argparse.Namespace) -> int:
              for label, key in (("first 3 windows of each run", "e2e_cold"), ("later windows", "e2e_warm"))]
     rows.append([f"end to end, all windows ({result['e2e_windows']})", result["e2e_p50_ms"], result["e2e_p99_ms"],
                  "-", "-"])
+    rows += [[f"  stage: {STAGES[stage]} ({s['windows']} windows)", s["p50_ms"], s["p99_ms"], "-", "-"]
+             for stage, s in result["e2e_stages"].items()]
     table = format_table(["case", "p50 ms", "p99 ms", "per s", "x baseline"], rows)
     within = result["e2e_within_target"]
     text = (f"AU latency, torch {result['torch']}; model {result['model']} ({result['parameters']} params), "

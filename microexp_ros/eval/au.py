@@ -2,7 +2,8 @@
 per lighting condition and per event resolution), confusion matrices, per-AU F1 of the multi-label view.
 
 Each clip is classified on the window `select_window(clip)` (no jitter; neutral clips use their centre) by
-`AUPredictor`, the same code the ROS node runs, so offline and online outputs agree for the same window.
+`AUPredictor`, the same code the ROS node runs, so offline and online outputs agree for the same window;
+optionally (`windows`) on the mean over it and the next windows the node sees, one RGB frame apart.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from microexp_ros.eval.classification_metrics import (
     multilabel_f1,
 )
 from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
-from microexp_ros.models.au_inference import AUPredictor, au_targets, select_window
+from microexp_ros.models.au_inference import AUPredictor, AUResult, WindowAverage, au_targets, select_window
 
 DIM_LIGHTING = ("dim", "very_dim")
 LIGHTING_ORDER = ("bright", "normal", "shadow", "flicker", "dim", "very_dim")
 AU_THRESHOLD = 0.5
+SAMPLE_STEP_NS = 33_333_333  # time_sync's samples follow the 30 fps RGB frames: the node's window spacing
 
 
 @dataclass(frozen=True)
@@ -51,29 +53,45 @@ class Prediction:
     probabilities: np.ndarray
 
 
-def predict_clips(root: Path, manifest: Mapping, entries: Iterable[Mapping], rows: list[Row]) -> list[Prediction]:
-    """Run every row on every clip (each clip loaded once)."""
+def predict_clips(root: Path, manifest: Mapping, entries: Iterable[Mapping], rows: list[Row], windows: int = 1,
+                  step_ns: int = SAMPLE_STEP_NS) -> list[Prediction]:
+    """Run every row on every clip (each clip loaded once). With `windows` > 1 a clip's class and AU
+    probabilities are the mean (`WindowAverage`, as the node applies with `average_windows`) over the protocol
+    window and the `windows` - 1 windows ending `step_ns` apart after it (kept inside the clip): what the node
+    publishes once the later windows have arrived. Targets are those of the protocol window."""
     from tqdm import tqdm
 
     from microexp_ros.data.dataset import load_clip
 
+    if windows < 1 or step_ns <= 0:
+        raise ValueError(f"need windows >= 1 and a positive window step, got {windows} and {step_ns} ns")
     out: list[Prediction] = []
     entries = list(entries)
     for entry in tqdm(entries, desc="evaluate", unit="clip", leave=False):
         clip = load_clip(root, entry)
         for row in rows:
-            t0, t1 = select_window(entry, row.predictor.window_ns)
+            length = row.predictor.window_ns
+            t0, t1 = select_window(entry, length)
             multi, label = au_targets(entry, t0, t1)
-            if row.resolution == "rgb":
-                h, w = clip.rgb.shape[1:3]
-                result = row.predictor.predict_frames(clip.rgb, clip.rgb_t, t0, t1, (0, 0, w, h))
-            else:
-                geometry = manifest["resolutions"][row.resolution]
-                size = (int(geometry["width"]), int(geometry["height"]))
-                result = row.predictor.predict(clip.events[row.resolution], t0, t1, (0, 0, *size), size)
-            out.append(Prediction(row.name, entry["id"], entry["lighting"], label,
-                                  SINGLE_LABEL_CLASSES.index(result.label), multi, result.probabilities))
+            au_mean, class_mean = WindowAverage(windows), WindowAverage(windows)
+            for k in range(windows):
+                start = min(t0 + k * step_ns, int(entry["duration_ns"]) - length)
+                result = _predict_window(clip, manifest, row, start, start + length)
+                probabilities, class_probabilities = (au_mean.update(result.probabilities),
+                                                      class_mean.update(result.class_probabilities))
+            pred = int(np.argmax(class_probabilities))
+            out.append(Prediction(row.name, entry["id"], entry["lighting"], label, pred, multi, probabilities))
     return out
+
+
+def _predict_window(clip, manifest: Mapping, row: Row, t0: int, t1: int) -> AUResult:
+    """One row's prediction on the window [t0, t1) of a loaded clip (its whole sensor or webcam frame)."""
+    if row.resolution == "rgb":
+        h, w = clip.rgb.shape[1:3]
+        return row.predictor.predict_frames(clip.rgb, clip.rgb_t, t0, t1, (0, 0, w, h))
+    geometry = manifest["resolutions"][row.resolution]
+    size = (int(geometry["width"]), int(geometry["height"]))
+    return row.predictor.predict(clip.events[row.resolution], t0, t1, (0, 0, *size), size)
 
 
 def cell(preds: list[Prediction]) -> dict[str, Any]:

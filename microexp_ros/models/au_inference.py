@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,6 +316,30 @@ class AUPredictor:
         """AUs of the face region in webcam frames (exposure-centre times `frame_t`) over [t0_ns, t1_ns)."""
         self._require("rgb")
         return self.forward(encode_frames(frames, frame_t, t0_ns, t1_ns, roi, self.size, self.bins))
+
+
+class WindowAverage:
+    """Mean of the probabilities of the last `count` windows (fewer at the start): evidence from consecutive
+    windows, which a streaming node gets without extra inference. In the dark the sensor's events lag the
+    motion (the simulator's photoreceptor bandwidth falls with light), so later windows still see the AU."""
+
+    def __init__(self, count: int = 1) -> None:
+        if count < 1:
+            raise ValueError(f"window count must be >= 1, got {count}")
+        self.count = count
+        self._recent: deque[np.ndarray] = deque(maxlen=count)
+
+    def reset(self) -> None:
+        """Forget earlier windows (e.g. when the tracked face changes)."""
+        self._recent.clear()
+
+    def update(self, probabilities: np.ndarray) -> np.ndarray:
+        """Add one window's probabilities; the mean over the last `count` windows."""
+        p = np.asarray(probabilities, dtype=np.float64)
+        if self._recent and p.shape != self._recent[0].shape:
+            raise ValueError(f"expected probabilities of shape {self._recent[0].shape}, got {p.shape}")
+        self._recent.append(p)
+        return np.mean(self._recent, axis=0)
 
 
 class ActivationFilter:

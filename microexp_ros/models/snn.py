@@ -7,7 +7,9 @@ The heads read the hidden layer over the window, by one of two readouts: "spikes
 non-leaky integrator of its spikes, so logits are linear in spike counts), or "membrane", the mean membrane
 potential of non-spiking leaky integrators (no threshold, no reset), which passes graded values instead of
 T + 1 spike-count levels. Two heads: per-AU logits (multi-label, MODEL_AUS order) and single-label logits
-(SINGLE_LABEL_CLASSES: neutral + the 12 AUs).
+(SINGLE_LABEL_CLASSES: neutral + the 12 AUs). With input_norm "center" each window's channels are shifted
+to zero mean over time and space first: the uniform floor that shot noise in the dark or mains flicker adds
+to every cell then no longer moves the first layer's currents against fixed BN statistics and thresholds.
 
 Stateless layers (conv, BN, pooling) run on all T bins at once; only the neurons loop over time, which
 gives exactly the outputs of a step-by-step loop for this feed-forward network at a fraction of the cost.
@@ -26,6 +28,7 @@ from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
 
 SURROGATES = {"atan": surrogate.atan, "fast_sigmoid": surrogate.fast_sigmoid}
 READOUTS = ("spikes", "membrane")
+INPUT_NORMS = ("none", "center")
 
 
 def check_input(x: torch.Tensor, bins: int, channels: int, size: int) -> None:
@@ -50,17 +53,20 @@ class SpikingAUNet(nn.Module):
         surrogate_name: str = "atan",
         dropout: float = 0.2,
         readout: str = "spikes",
+        input_norm: str = "none",
     ) -> None:
         super().__init__()
         if surrogate_name not in SURROGATES:
             raise ValueError(f"surrogate must be one of {sorted(SURROGATES)}, got {surrogate_name!r}")
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {input_norm!r}")
         if size % (2 ** len(channels)) or size < 2 ** (len(channels) + 1):
             raise ValueError(f"size {size} must be a multiple of {2 ** len(channels)} and at least {2 ** (len(channels) + 1)}")
         if not 0.0 < beta < 1.0:
             raise ValueError(f"beta must be in (0, 1), got {beta}")
-        self.in_channels, self.bins, self.size = in_channels, bins, size
+        self.in_channels, self.bins, self.size, self.input_norm = in_channels, bins, size, input_norm
         spike_grad = SURROGATES[surrogate_name]()
         self.convs = nn.ModuleList()
         self.lifs = nn.ModuleList()
@@ -97,7 +103,7 @@ class SpikingAUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_input(x, self.bins, self.in_channels, self.size)
         b, t = x.shape[:2]
-        h = x
+        h = x - x.mean(dim=(1, 3, 4), keepdim=True) if self.input_norm == "center" else x
         for conv, lif in zip(self.convs, self.lifs):
             cur = conv(h.flatten(0, 1))
             h = self._spike_over_time(lif, cur.unflatten(0, (b, t)))
@@ -156,4 +162,5 @@ def build_snn(config: dict) -> SpikingAUNet:
         surrogate_name=str(config.get("surrogate", "atan")),
         dropout=float(config.get("dropout", 0.2)),
         readout=str(config.get("readout", "spikes")),
+        input_norm=str(config.get("input_norm", "none")),
     )

@@ -5,7 +5,8 @@ cuts into windows of the model's length at `window_rate_hz` itself (`EventStream
 does), so the AU model can keep its own window length while reconstruction uses the samples'. It
 crops the face region (the `roi` parameter in event pixels, or the latest FaceRegion on `face_region` when
 `use_face_region` is true), runs `AUPredictor.predict` (the same call as the offline evaluation, so a window
-gives the same probabilities online and offline), applies the `ActivationFilter` hysteresis and publishes
+gives the same probabilities online and offline), averages them over the last `average_windows` windows
+(`WindowAverage`, as `microexp eval au --windows` scores it), applies the `ActivationFilter` hysteresis and publishes
 microexp_ros/AUPredictions stamped with the window end (host time).
 
 Before it subscribes (and before `/au_predictions` exists, which a bag player waits for) the node runs the
@@ -35,7 +36,7 @@ from std_msgs.msg import Header
 
 from microexp_ros.events.array import synthetic_events
 from microexp_ros.facs import MODEL_AUS, au_name
-from microexp_ros.models.au_inference import ActivationFilter, AUPredictor
+from microexp_ros.models.au_inference import ActivationFilter, AUPredictor, WindowAverage
 from microexp_ros.models.weights import WeightsError
 from microexp_ros.msg import ActionUnit, AUPredictions, FaceRegion, SyncedSample
 from microexp_ros.nodes.sample_input import (RegionSource, RegionUnavailable, SampleWindow, read_sample,
@@ -65,6 +66,8 @@ PARAMS = [
           read_only=True),
     Param("off_threshold", 0.4, "probability below which an active AU pushes towards inactive", min=0.0, max=1.0,
           read_only=True),
+    Param("average_windows", 1, "AU probabilities averaged over this many consecutive windows before the "
+          "hysteresis (1 = each window alone)", min=1, max=30, read_only=True),
     Param("min_windows", 2, "consecutive windows needed to switch an AU on or off", min=1, max=1000, read_only=True),
     Param("window_tolerance", 0.05, "relative window-length mismatch to the model's accepted", min=0.0, max=1.0,
           read_only=True),
@@ -101,6 +104,7 @@ class AUClassifierNode(Node):
         if self.predictor.modality != "events":
             raise WeightsError(f"weights '{self.predictor.name}' take {self.predictor.modality} input; "
                                "au_classifier needs an events model")
+        self.average = WindowAverage(p["average_windows"])
         self.filter = ActivationFilter(p["on_threshold"], p["off_threshold"], p["min_windows"])
         self.params = p
         self.warm_up()
@@ -183,15 +187,17 @@ class AUClassifierNode(Node):
         if window.events.size == 0:
             self.health.count("empty_windows")
         if face_id != self.current_face_id:
+            self.average.reset()
             self.filter.reset()
             self.current_face_id = face_id
-        active = self.filter.update(result.probabilities)
+        probabilities = self.average.update(result.probabilities)
+        active = self.filter.update(probabilities)
         out = AUPredictions(header=Header(stamp=window_end, frame_id=frame_id), face_id=face_id,
                             window_start=window_start, window_end=window_end, modality=AUPredictions.MODALITY_EVENTS,
                             model_name=self.predictor.name, inference_latency_ms=float(result.latency_ms))
         out.action_units = [ActionUnit(number=n, name=au_name(n), probability=float(prob), active=bool(on),
                                        intensity=math.nan)
-                            for n, prob, on in zip(MODEL_AUS, result.probabilities, active)]
+                            for n, prob, on in zip(MODEL_AUS, probabilities, active)]
         self.publisher.publish(out)
         self.health.count("out:au_predictions")
         self.health.values["inference_latency_ms"] = float(result.latency_ms)

@@ -36,7 +36,7 @@ from microexp_ros.models.au_inference import (
     select_window,
 )
 from microexp_ros.models.au_ensemble import AUEnsemble, ensemble_config
-from microexp_ros.models.snn import READOUTS
+from microexp_ros.models.snn import INPUT_NORMS, READOUTS
 from microexp_ros.models.weights import count_parameters, load_model, save_model
 
 RESOLUTIONS = ("high", "low")
@@ -64,6 +64,7 @@ class TrainOptions:
     copies: int = 3
     shift_px: int = 0
     readout: str = "spikes"
+    input_norm: str = "none"
     encoding: str = "polarity"
     teacher: str = ""
     max_minutes: float = 20.0
@@ -85,6 +86,9 @@ class TrainOptions:
         if self.readout not in READOUTS or (self.readout != "spikes" and self.arch != "snn"):
             raise ValueError(f"readout must be one of {READOUTS} (other than 'spikes' for the snn only), "
                              f"got {self.readout!r} for arch {self.arch!r}")
+        if self.input_norm not in INPUT_NORMS or (self.input_norm != "none" and self.arch != "snn"):
+            raise ValueError(f"input_norm must be one of {INPUT_NORMS} (other than 'none' for the snn only), "
+                             f"got {self.input_norm!r} for arch {self.arch!r}")
         if self.encoding not in ENCODINGS or (self.encoding != "polarity" and self.modality != "events"):
             raise ValueError(f"encoding must be one of {sorted(ENCODINGS)} (other than 'polarity' for events "
                              f"only), got {self.encoding!r} for modality {self.modality!r}")
@@ -103,7 +107,7 @@ class TrainOptions:
             "size": self.size,
             "window_ns": self.window_ns,
             "resolution": self.resolution if self.modality == "events" else "rgb",
-            **({"readout": self.readout} if self.arch == "snn" else {}),
+            **({"readout": self.readout, "input_norm": self.input_norm} if self.arch == "snn" else {}),
             **({"encoding": self.encoding} if self.modality == "events" else {}),
         }
 
