@@ -74,7 +74,7 @@ def test_eval_command_table_and_json(au_dataset, trained_models, tmp_path, capsy
     for key in ("events_accuracy", "events_macro_f1", "rgb_accuracy", "rgb_macro_f1", "dim_gap_points",
                 "ensemble_accuracy", "ensemble_macro_f1"):
         assert key in payload
-    assert payload["clips"] == 3
+    assert payload["clips"] == 3 and payload["windows"] == 1
     rows = payload["rows"]
     assert set(rows) == {"events SNN high", "events SNN low", "events SNN ensemble high", "events SNN ensemble low",
                          "RGB SNN", "RGB CNN"}
@@ -89,6 +89,8 @@ def test_eval_command_table_and_json(au_dataset, trained_models, tmp_path, capsy
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "events SNN high" in text and "per-AU F1" in text and "chance" in text
+    assert main(argv + ["--windows", "2"]) == 0
+    assert "probabilities averaged over 2 windows 33.3333 ms apart" in capsys.readouterr().out
 
 
 def test_offline_evaluation_equals_the_online_predictor(au_dataset, trained_models):  # noqa: F811

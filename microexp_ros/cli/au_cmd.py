@@ -34,6 +34,8 @@ def register(group) -> None:
     train.add_argument("--window-ms", type=float, default=200.0)
     train.add_argument("--patience", type=int, default=6, help="early stopping: epochs without val improvement")
     train.add_argument("--copies", type=int, default=3, help="jittered windows per training clip")
+    train.add_argument("--jitter-ms", type=float, default=40.0,
+                       help="each training window is shifted uniformly by up to this much from the protocol window")
     train.add_argument("--shift-px", type=int, default=0,
                        help="random translation of each training input by up to this many pixels (0 = none)")
     train.add_argument("--readout", choices=("spikes", "membrane"), default="spikes",
@@ -124,8 +126,9 @@ def run_train(args: argparse.Namespace) -> int:
     opts = TrainOptions(
         data=str(args.data), out=str(args.out), modality=args.modality, arch=args.arch, resolution=args.resolution,
         seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, bins=args.bins, size=args.size,
-        window_ns=int(round(args.window_ms * 1e6)), patience=args.patience, copies=args.copies,
-        shift_px=args.shift_px, readout=args.readout, input_norm=args.input_norm, encoding=args.encoding,
+        window_ns=int(round(args.window_ms * 1e6)), jitter_ns=int(round(args.jitter_ms * 1e6)),
+        patience=args.patience, copies=args.copies, shift_px=args.shift_px, readout=args.readout,
+        input_norm=args.input_norm, encoding=args.encoding,
         teacher=str(args.teacher) if args.teacher else "",
         max_minutes=args.max_minutes, threads=args.threads, command=_command(args, "train au"),
     )
@@ -266,7 +269,8 @@ def _replay_latencies(args: argparse.Namespace) -> dict:
         parameters.setdefault("au_classifier", {})["threads"] = args.node_threads
     if args.model is not None:
         parameters.setdefault("au_classifier", {})["model_path"] = str(args.model.resolve())
-    runs, stages, forward, lost, missed, errors, drops, codes, walls, cpu, counts = [], [], [], 0, 0, {}, {}, [], [], 0.0, []
+    runs, stages, forward, codes, walls, counts = [], [], [], [], [], []
+    lost, missed, errors, drops, cpu = 0, 0, {}, {}, 0.0
     for _ in range(args.runs):
         cpu -= time.process_time()
         run = replay_graph(args.bag, "", "high", verbose=False, nodes=AU_PATH if args.graph == "au" else None,
@@ -290,9 +294,9 @@ def _replay_latencies(args: argparse.Namespace) -> dict:
         lost += max(published - len(predictions), 0)
         codes.append(run.code)
         walls.append(run.wall_s)
-    return {"runs": runs, "stages": stages, "node_forward_ms": forward, "windows_lost": lost, "packets_missed": missed,
-            "errors": errors, "drops": drops, "codes": codes, "wall_s": walls, "cpu_share": cpu / sum(walls),
-            "counts": counts}
+    return {"runs": runs, "stages": stages, "node_forward_ms": forward, "windows_lost": lost,
+            "packets_missed": missed, "errors": errors, "drops": drops, "codes": codes, "wall_s": walls,
+            "cpu_share": cpu / sum(walls), "counts": counts}
 
 
 def run_bench(args: argparse.Namespace) -> int:

@@ -326,7 +326,6 @@ class WindowAverage:
     def __init__(self, count: int = 1) -> None:
         if count < 1:
             raise ValueError(f"window count must be >= 1, got {count}")
-        self.count = count
         self._recent: deque[np.ndarray] = deque(maxlen=count)
 
     def reset(self) -> None:
