@@ -84,6 +84,7 @@ class Collector(Node):
         self.drops: dict[str, dict[str, int]] = {}
         self.errors: dict[str, dict[str, int]] = {}
         self.counts: dict[str, dict[str, int]] = {}
+        self.previous_counts: dict[str, dict[str, int]] = {}   # each node's counts one diagnostics period earlier
         self.packet_stamps: list[int] = []
         self.packet_arrivals: list[int] = []
         self.receipts: list[tuple[int, int, int]] = []   # (window end, received, published) per prediction
@@ -193,12 +194,17 @@ class Collector(Node):
                 self.references[from_time_msg(msg.header.stamp)] = cv2.cvtColor(to_numpy(msg), cv2.COLOR_BGR2GRAY)
 
     def settled(self) -> bool:
-        """Every sample time_sync published has reached the model nodes and come back out of them."""
+        """Every sample time_sync published has reached the model nodes and come back out of them.
+
+        time_sync's count must also be unchanged since its previous /diagnostics (1 s earlier): otherwise two
+        reports from before its last samples, one from time_sync and one from a model node, would agree on a
+        count that is already out of date, and the graph would be stopped with those samples in flight."""
         with self.lock:
             published = self.counts.get("/time_sync", {}).get("out:samples")
+            before = self.previous_counts.get("/time_sync", {}).get("out:samples")
             received = [self.counts.get(f"/{node}", {}).get("in:samples") for node in self.model_nodes]
             classified = self.counts.get("/au_classifier", {}).get("in:samples")
-            return published is not None and all(n == published for n in received) \
+            return published is not None and published == before and all(n == published for n in received) \
                 and len(self.predictions) >= (classified or 0)
 
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
@@ -207,6 +213,8 @@ class Collector(Node):
                 values = {kv.key: kv.value for kv in status.values}
                 self.drops[status.name] = {k[5:]: int(v) for k, v in values.items() if k.startswith("drop/")}
                 self.errors[status.name] = {k[6:]: int(v) for k, v in values.items() if k.startswith("error/")}
+                if status.name in self.counts:
+                    self.previous_counts[status.name] = self.counts[status.name]
                 self.counts[status.name] = {k[6:]: int(v) for k, v in values.items() if k.startswith("count/")}
 
 
