@@ -418,6 +418,40 @@ def test_reconstruction_publishes_the_offline_frame_and_its_quality(graph, real_
     assert f"warm-up on a synthetic {w}x{h} window" in graph.log("reconstruction")  # the roi's size, at start-up
 
 
+# --- visualizer ----------------------------------------------------------------------------------------------
+
+
+def test_visualizer_draws_a_prediction_that_overtook_its_window(graph, real_data):
+    """The visualizer renders every sample and falls behind under load, so a prediction can arrive before its
+    window: it waits for it (up to `history` predictions); one that waits too long, or whose window is older
+    than every held one, is counted as a drop."""
+    events = recording(real_data / "tonic" / "sample.aedat4")
+    graph.start("visualizer", {"history": 3}, {"samples": "/test/samples"})
+    overlays = graph.listen("/visualizer/au_overlay", Image, qos.image_qos())
+    predictions = graph.publisher("/au_predictions", AUPredictions, qos.predictions_qos(), "visualizer")
+    samples = graph.publisher("/test/samples", SyncedSample, qos.samples_qos(), "visualizer")
+    graph.matched(["/visualizer/au_overlay"])
+
+    def prediction(end: int) -> AUPredictions:
+        return AUPredictions(header=Header(stamp=to_time_msg(end), frame_id="camera"), face_id="f00001",
+                             window_end=to_time_msg(end),
+                             action_units=[ActionUnit(number=n, name=au_name(n), probability=0.7, active=True,
+                                                      intensity=float("nan")) for n in MODEL_AUS])
+
+    window = 100 * MS
+    ends = [int(events["t"][0]) + (k + 1) * window for k in range(6)]
+    predictions.publish(prediction(ends[0]))
+    graph.spin_until(lambda: graph.counter("visualizer", "count/in:au_predictions") == 1, 10, "the prediction")
+    samples.publish(sample(window_slice(events, ends[0] - window, ends[0]), ends[0] - window, ends[0], 320, 240, seq=0))
+    graph.spin_until(lambda: len(overlays) == 1, 20, "the overlay of the waiting prediction")
+    assert overlays[0].header.stamp == to_time_msg(ends[0]) and graph.counter("visualizer", "drop/window_not_held") == 0
+    for end in ends[2:]:   # four predictions wait for windows that never come: the first is pushed out
+        predictions.publish(prediction(end))
+    predictions.publish(prediction(ends[0] - window))   # older than the held window
+    graph.spin_until(lambda: graph.counter("visualizer", "drop/window_not_held") == 2, 10, "two drops")
+    assert len(overlays) == 1
+
+
 # --- face_region ---------------------------------------------------------------------------------------------
 
 def start_face_region(graph: Graph, params: dict, face_id: str) -> tuple[list, list, Publisher]:

@@ -3,8 +3,10 @@
 - `~/events` (rgb8): each synchronised window's events (ON red, OFF blue, on white), stamped with the window end;
 - `~/au_overlay` (rgb8): for each AUPredictions, the RGB frame of its window (or the event image when the
   window has none) scaled up, the face box, and a bar per AU (active AUs red and named).
-Predictions are matched to their window by window end; a prediction whose window is no longer held is counted
-(`drop/window_not_held`). Rendering is in `microexp_ros.viz.render`, shared with the reports.
+Predictions are matched to their window by window end. A prediction can overtake its sample (this node renders
+every sample and falls behind under load): it waits for it, up to `history` predictions. A prediction whose
+window is no longer held, or that waited out `history`, is counted (`drop/window_not_held`). Rendering is in
+`microexp_ros.viz.render`, shared with the reports.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from microexp_ros.ros.stamps import from_time_msg
 from microexp_ros.viz.render import au_overlay, event_image
 
 PARAMS = [
-    Param("history", 90, "windows kept for predictions still to come", min=1, max=10000, read_only=True),
+    Param("history", 90, "windows kept for predictions still to come, and predictions kept for windows still to "
+          "come", min=1, max=10000, read_only=True),
     Param("use_face_region", False, "draw the latest FaceRegion on `face_region`", read_only=True),
 ]
 
@@ -42,6 +45,7 @@ class VisualizerNode(Node):
         self.regions = RegionSource(self.params["use_face_region"], None, None, "", 10**9)
         # window end (host ns) -> (base image for the overlay, True when it is the RGB frame)
         self.windows: OrderedDict[int, tuple[np.ndarray, bool]] = OrderedDict()
+        self.waiting: OrderedDict[int, AUPredictions] = OrderedDict()   # window end -> prediction ahead of it
         self.events_pub = self.create_publisher(Image, "~/events", qos.image_qos())
         self.overlay_pub = self.create_publisher(Image, "~/au_overlay", qos.image_qos())
         self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos())
@@ -67,17 +71,29 @@ class VisualizerNode(Node):
             else:
                 if base.ndim == 3:
                     base = np.ascontiguousarray(base[:, :, ::-1])  # BGR -> RGB
-        self.windows[from_time_msg(msg.window_end)] = (base, is_rgb)
+        end = from_time_msg(msg.window_end)
+        self.windows[end] = (base, is_rgb)
         while len(self.windows) > self.params["history"]:
             self.windows.popitem(last=False)
+        if end in self.waiting:
+            self._overlay(self.waiting.pop(end), base, is_rgb)
 
     def on_predictions(self, msg: AUPredictions) -> None:
         self.health.count("in:au_predictions")
-        held = self.windows.get(from_time_msg(msg.window_end))
-        if held is None:
+        end = from_time_msg(msg.window_end)
+        held = self.windows.get(end)
+        if held is not None:
+            self._overlay(msg, *held)
+        elif self.windows and end < next(iter(self.windows)):   # older than every held window: gone
             self.health.drop("window_not_held")
-            return
-        base, is_rgb = held
+        else:
+            self.waiting[end] = msg
+            while len(self.waiting) > self.params["history"]:
+                self.waiting.popitem(last=False)
+                self.health.drop("window_not_held")
+
+    def _overlay(self, msg: AUPredictions, base: np.ndarray, is_rgb: bool) -> None:
+        """Publish the overlay of a prediction on the picture of its window."""
         try:
             crop = self.regions.select(from_time_msg(msg.window_end))
             roi = crop.rgb_roi if is_rgb else crop.event_roi
