@@ -152,34 +152,24 @@ def test_packet_stamp_read_from_the_serialized_message_equals_the_deserialized_o
         serialized_stamp(b"\x00\x01\x00")
 
 
-def test_collector_settles_only_when_time_syncs_count_has_stopped_changing(ros_env):
+def test_replay_is_caught_up_only_when_time_syncs_count_has_stopped_changing():
     """The graph is stopped once every sample came back as a prediction. Two reports from before time_sync's
     last samples can agree on an out-of-date count (the windows `bench au` used to count as lost), so
     time_sync's count must be the same in two consecutive reports."""
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from microexp_ros.bringup.demo import caught_up
 
-    from microexp_ros.bringup.demo import Collector
-
-    def report(node: str, key: str, value: int) -> None:
-        collector.on_diagnostics(DiagnosticArray(status=[DiagnosticStatus(
-            name=node, values=[KeyValue(key=f"count/{key}", value=str(value))])]))
-
-    rclpy.init(domain_id=int(ros_env["ROS_DOMAIN_ID"]))
-    try:
-        collector = Collector("/test/events", verbose=False, model_nodes=("au_classifier",))
-        collector.predictions.extend([None] * 178)  # settled() only counts them
-        report("/time_sync", "out:samples", 178)
-        report("/au_classifier", "in:samples", 178)
-        assert not collector.settled()  # one report of 178: time_sync may have published more since
-        report("/time_sync", "out:samples", 180)
-        assert not collector.settled()
-        report("/time_sync", "out:samples", 180)
-        assert not collector.settled()  # the classifier has not reported the last two samples yet
-        report("/au_classifier", "in:samples", 180)
-        assert not collector.settled()  # nor have their predictions arrived
-        collector.predictions.extend([None] * 2)
-        assert collector.settled()
-        collector.destroy_node()
-    finally:
-        rclpy.try_shutdown()
+    nodes = ("au_classifier",)
+    sync_178, sync_180 = {"out:samples": 178}, {"out:samples": 180}
+    seen_178, seen_180 = {"in:samples": 178}, {"in:samples": 180}
+    # One report of 178 from each: time_sync may have published more since its report.
+    assert not caught_up({"/time_sync": sync_178, "/au_classifier": seen_178}, {}, nodes, 178)
+    assert not caught_up({"/time_sync": sync_180, "/au_classifier": seen_178}, {"/time_sync": sync_178}, nodes, 178)
+    # time_sync is done (180 twice), but the classifier has not reported its last two samples yet ...
+    assert not caught_up({"/time_sync": sync_180, "/au_classifier": seen_178}, {"/time_sync": sync_180}, nodes, 178)
+    # ... nor have their predictions arrived.
+    assert not caught_up({"/time_sync": sync_180, "/au_classifier": seen_180}, {"/time_sync": sync_180}, nodes, 178)
+    assert caught_up({"/time_sync": sync_180, "/au_classifier": seen_180}, {"/time_sync": sync_180}, nodes, 180)
+    # With reconstruction in the graph, it must have received every sample too.
+    both = ("au_classifier", "reconstruction")
+    assert not caught_up({"/time_sync": sync_180, "/au_classifier": seen_180, "/reconstruction": seen_178},
+                         {"/time_sync": sync_180}, both, 180)

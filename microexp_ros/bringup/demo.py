@@ -18,7 +18,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +55,22 @@ def serialized_stamp(raw: bytes) -> int:
         raise ValueError(f"not a CDR message with a header ({len(raw)} bytes, encapsulation {bytes(raw[:2]).hex()})")
     sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
     return sec * 1_000_000_000 + nanosec
+
+
+def caught_up(counts: Mapping[str, Mapping[str, int]], previous: Mapping[str, Mapping[str, int]],
+              model_nodes: Sequence[str], predictions: int) -> bool:
+    """Whether a replay's graph has processed everything: every model node received as many samples as
+    time_sync published, and `predictions` (received) covers what au_classifier received. `counts` are each
+    node's latest /diagnostics counts, `previous` the report before. time_sync's count must be the same in
+    both: otherwise two reports from before its last samples, one from time_sync and one from a model node,
+    would agree on a count that is already out of date, and the graph would be stopped with those samples in
+    flight."""
+    published = counts.get("/time_sync", {}).get("out:samples")
+    before = previous.get("/time_sync", {}).get("out:samples")
+    received = [counts.get(f"/{node}", {}).get("in:samples") for node in model_nodes]
+    classified = counts.get("/au_classifier", {}).get("in:samples")
+    return published is not None and published == before and all(n == published for n in received) \
+        and predictions >= (classified or 0)
 
 
 class Collector(Node):
@@ -194,18 +210,10 @@ class Collector(Node):
                 self.references[from_time_msg(msg.header.stamp)] = cv2.cvtColor(to_numpy(msg), cv2.COLOR_BGR2GRAY)
 
     def settled(self) -> bool:
-        """Every sample time_sync published has reached the model nodes and come back out of them.
-
-        time_sync's count must also be unchanged since its previous /diagnostics (1 s earlier): otherwise two
-        reports from before its last samples, one from time_sync and one from a model node, would agree on a
-        count that is already out of date, and the graph would be stopped with those samples in flight."""
+        """Every sample time_sync published has reached the model nodes and come back out of them
+        (`caught_up` on the latest /diagnostics counts)."""
         with self.lock:
-            published = self.counts.get("/time_sync", {}).get("out:samples")
-            before = self.previous_counts.get("/time_sync", {}).get("out:samples")
-            received = [self.counts.get(f"/{node}", {}).get("in:samples") for node in self.model_nodes]
-            classified = self.counts.get("/au_classifier", {}).get("in:samples")
-            return published is not None and published == before and all(n == published for n in received) \
-                and len(self.predictions) >= (classified or 0)
+            return caught_up(self.counts, self.previous_counts, self.model_nodes, len(self.predictions))
 
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
         with self.lock:
