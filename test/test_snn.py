@@ -10,7 +10,8 @@ import torch
 
 from microexp_ros.events.array import empty_events, synthetic_events
 from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
-from microexp_ros.models.au_inference import ActivationFilter, AUPredictor, WindowAverage, build_au_model, encode_events
+from microexp_ros.models.au_inference import (ActivationFilter, AUPredictor, WindowAverage, build_au_model, encode_events,
+                                              time_reversed)
 from microexp_ros.models.weights import WeightsError, load_model, read_sidecar, save_model, sidecar_path
 
 SIZE, BINS = 32, 6
@@ -255,3 +256,18 @@ def test_window_average_is_the_mean_of_the_last_windows():
         average.update(np.zeros(3))
     with pytest.raises(ValueError, match="window count must be >= 1"):
         WindowAverage(0)
+
+
+@pytest.mark.parametrize("encoding", ["polarity", "polarity_net"])
+def test_time_reversed_input_is_the_encoding_of_the_reversed_events(encoding):
+    """The training augmentation equals encoding the events played backwards: t -> t0 + t1 - 1 - t, ON <-> OFF."""
+    t0, t1, sensor = 0, 200_000_000, (48, 48)
+    events = synthetic_events(*sensor, t0, t1, count=5000, seed=4)
+    events["p"][events["x"] < 20] = 1   # one polarity on the left, so that swapping polarities shows
+    backwards = events[::-1].copy()
+    backwards["t"] = t0 + t1 - 1 - backwards["t"]
+    backwards["p"] = 1 - backwards["p"]
+    args = ((0, 0, *sensor), sensor, 32, 4, encoding)
+    forward = torch.from_numpy(encode_events(events, t0, t1, *args))[None]
+    expected = torch.from_numpy(encode_events(backwards, t0, t1, *args))[None]
+    assert torch.equal(time_reversed(forward), expected) and not torch.equal(forward, expected)

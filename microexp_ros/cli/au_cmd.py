@@ -38,6 +38,9 @@ def register(group) -> None:
                        help="each training window is shifted uniformly by up to this much from the protocol window")
     train.add_argument("--shift-px", type=int, default=0,
                        help="random translation of each training input by up to this many pixels (0 = none)")
+    train.add_argument("--reverse-prob", type=float, default=0.0,
+                       help="share of training windows played backwards (bins reversed, polarities swapped; events "
+                            "only)")
     train.add_argument("--readout", choices=("spikes", "membrane"), default="spikes",
                        help="what the SNN's heads read: the hidden layer's spike rate, or the mean membrane of "
                             "non-spiking leaky integrators (snn only)")
@@ -127,7 +130,8 @@ def run_train(args: argparse.Namespace) -> int:
         data=str(args.data), out=str(args.out), modality=args.modality, arch=args.arch, resolution=args.resolution,
         seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, bins=args.bins, size=args.size,
         window_ns=int(round(args.window_ms * 1e6)), jitter_ns=int(round(args.jitter_ms * 1e6)),
-        patience=args.patience, copies=args.copies, shift_px=args.shift_px, readout=args.readout,
+        patience=args.patience, copies=args.copies, shift_px=args.shift_px, reverse_prob=args.reverse_prob,
+        readout=args.readout,
         input_norm=args.input_norm, encoding=args.encoding,
         teacher=str(args.teacher) if args.teacher else "",
         max_minutes=args.max_minutes, threads=args.threads, command=_command(args, "train au"),

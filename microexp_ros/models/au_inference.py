@@ -132,6 +132,15 @@ def encode_events(
     return planes.astype(np.float32)
 
 
+def time_reversed(x: torch.Tensor) -> torch.Tensor:
+    """Encoded event windows [B, bins, C, H, W] as the same scene played backwards: bins in reverse order, the
+    polarities swapped (a brightening run backwards darkens), the net channel of "polarity_net" negated. It
+    equals encoding the reversed events when the bins have a whole number of ns (a training augmentation)."""
+    out = x.flip(1)
+    out = torch.cat([out[:, :, 1:2], out[:, :, 0:1], -out[:, :, 2:]], dim=2)
+    return out
+
+
 def encode_frames(
     frames: np.ndarray, frame_t: np.ndarray, t0_ns: int, t1_ns: int, roi: tuple[int, int, int, int], size: int, bins: int
 ) -> np.ndarray:

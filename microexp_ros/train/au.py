@@ -34,6 +34,7 @@ from microexp_ros.models.au_inference import (
     encode_frames,
     input_differences,
     select_window,
+    time_reversed,
 )
 from microexp_ros.models.au_ensemble import AUEnsemble, ensemble_config
 from microexp_ros.models.snn import INPUT_NORMS, READOUTS
@@ -63,6 +64,7 @@ class TrainOptions:
     jitter_ns: int = 40_000_000
     copies: int = 3
     shift_px: int = 0
+    reverse_prob: float = 0.0
     readout: str = "spikes"
     input_norm: str = "none"
     encoding: str = "polarity"
@@ -94,6 +96,8 @@ class TrainOptions:
                              f"only), got {self.encoding!r} for modality {self.modality!r}")
         if self.teacher and self.modality != "events":
             raise ValueError("a teacher model (distillation) is for events models only")
+        if not 0.0 <= self.reverse_prob <= 1.0 or (self.reverse_prob and self.modality != "events"):
+            raise ValueError(f"reverse_prob must be in [0, 1] (above 0 for events only), got {self.reverse_prob}")
         if not 0 <= self.shift_px < self.size // 2:
             raise ValueError(f"shift_px must be in [0, size/2), got {self.shift_px}")
 
@@ -208,9 +212,10 @@ def shift_inputs(x: torch.Tensor, max_px: int, generator: torch.Generator | None
 
 
 def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: torch.optim.Optimizer | None,
-              generator: torch.Generator | None = None, desc: str = "", shift_px: int = 0) -> tuple[float, float]:
-    """One pass (training when an optimizer is given, with shuffling, random flips and `shift_px`
-    translations); (mean loss, accuracy)."""
+              generator: torch.Generator | None = None, desc: str = "", shift_px: int = 0,
+              reverse_prob: float = 0.0) -> tuple[float, float]:
+    """One pass (training when an optimizer is given, with shuffling, random flips, `shift_px` translations
+    and, with probability `reverse_prob`, event windows played backwards); (mean loss, accuracy)."""
     training = optimizer is not None
     model.train(training)
     order = torch.randperm(len(data), generator=generator) if training else torch.arange(len(data))
@@ -223,6 +228,9 @@ def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: tor
             if training:
                 flip = torch.rand(len(idx), generator=generator) < 0.5
                 x[flip] = x[flip].flip(-1)
+                if reverse_prob:
+                    backwards = torch.rand(len(idx), generator=generator) < reverse_prob
+                    x[backwards] = time_reversed(x[backwards])
                 x = shift_inputs(x, shift_px, generator)
             au_logits, class_logits = model(x)
             soft = None if data.teacher is None else (data.teacher[0][idx], data.teacher[1][idx])
@@ -298,7 +306,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     train_start = time.perf_counter()
     for epoch in range(1, opts.epochs + 1):
         train_loss, train_acc = run_epoch(model, train_set, opts.batch_size, optimizer, generator,
-                                          desc=f"epoch {epoch}/{opts.epochs}", shift_px=opts.shift_px)
+                                          desc=f"epoch {epoch}/{opts.epochs}", shift_px=opts.shift_px,
+                                          reverse_prob=opts.reverse_prob)
         scheduler.step()
         val_loss, val_acc = run_epoch(model, val_set, 64, None)
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
