@@ -137,8 +137,7 @@ def time_reversed(x: torch.Tensor) -> torch.Tensor:
     polarities swapped (a brightening run backwards darkens), the net channel of "polarity_net" negated. It
     equals encoding the reversed events when the bins have a whole number of ns (a training augmentation)."""
     out = x.flip(1)
-    out = torch.cat([out[:, :, 1:2], out[:, :, 0:1], -out[:, :, 2:]], dim=2)
-    return out
+    return torch.cat([out[:, :, 1:2], out[:, :, 0:1], -out[:, :, 2:]], dim=2)
 
 
 def encode_frames(
