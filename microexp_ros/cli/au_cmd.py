@@ -131,8 +131,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, bins=args.bins, size=args.size,
         window_ns=int(round(args.window_ms * 1e6)), jitter_ns=int(round(args.jitter_ms * 1e6)),
         patience=args.patience, copies=args.copies, shift_px=args.shift_px, reverse_prob=args.reverse_prob,
-        readout=args.readout,
-        input_norm=args.input_norm, encoding=args.encoding,
+        readout=args.readout, input_norm=args.input_norm, encoding=args.encoding,
         teacher=str(args.teacher) if args.teacher else "",
         max_minutes=args.max_minutes, threads=args.threads, command=_command(args, "train au"),
     )
@@ -183,9 +182,8 @@ def run_ensemble(args: argparse.Namespace) -> int:
     command = " ".join(["microexp train au-ensemble", *map(shlex.quote, map(str, args.members)), "--out",
                         shlex.quote(str(args.out))])
     meta = combine_ensemble(args.members, args.out, command)
-    curve = args.out.with_name(args.out.stem + "_curve.png")
-    payload = {"weights": str(args.out), "curve_png": str(curve), "members": [m["file"] for m in meta["members"]],
-               "parameters": meta["parameters"]}
+    payload = {"weights": str(args.out), "curve_png": meta["curve_png"],
+               "members": [m["file"] for m in meta["members"]], "parameters": meta["parameters"]}
     text = f"wrote {args.out} (+ .json sidecar): {len(meta['members'])} members, {meta['parameters']} parameters"
     emit(args, payload, text)
     return 0

@@ -33,6 +33,7 @@ from microexp_ros.models.au_inference import (
     encode_events,
     encode_frames,
     input_differences,
+    model_input,
     select_window,
     time_reversed,
 )
@@ -246,6 +247,11 @@ def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: tor
     return total_loss / len(data), correct / len(data)
 
 
+def curve_path(weights: Path) -> Path:
+    """Where the training-curve PNG of a weights file goes: beside it, <stem>_curve.png."""
+    return weights.with_name(weights.stem + "_curve.png")
+
+
 def plot_curves(histories: Mapping[str, list[dict]], path: Path, title: str) -> None:
     """Loss and accuracy per epoch (train and val) of one or more runs (name -> history) as a PNG."""
     import matplotlib
@@ -334,7 +340,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     train_s = time.perf_counter() - train_start
     summary = _meta(opts, manifest, best, history, stopped, encode_s, model, train_s=train_s, teacher_sha=teacher_sha)
     save_model(out, model, config, summary)
-    curve = out.with_name(out.stem + "_curve.png")
+    curve = curve_path(out)
     plot_curves({"": history}, curve, f"{opts.arch} on {opts.modality} ({config['resolution']}), seed {opts.seed}")
     summary["curve_png"] = str(curve)
     summary["weights"] = str(out)
@@ -364,7 +370,7 @@ def _meta(opts: TrainOptions, manifest: dict, best: dict, history: list[dict], s
 def combine_ensemble(paths: Sequence[str | Path], out: str | Path, command: str) -> dict[str, Any]:
     """Write the AUEnsemble of the trained weights files `paths` to `out`, with a sidecar recording each
     member's file, sha256, training command, seed and best epoch, and a PNG of the members' curves beside it;
-    returns the sidecar meta."""
+    returns the sidecar meta and the PNG's path ("curve_png")."""
     out = Path(out)
     loaded = [load_model(p, build_au_model) for p in paths]
     configs = [meta.pop("config") for _, meta in loaded]
@@ -376,7 +382,8 @@ def combine_ensemble(paths: Sequence[str | Path], out: str | Path, command: str)
     meta = {"command": command, "members": members, "data": loaded[0][1].get("data", {}),
             "parameters": count_parameters(model)}
     save_model(out, model, config, meta)
-    histories = {f"{i} ({c.get('encoding', 'polarity')})": m.get("metrics", {}).get("history", [])
+    histories = {f"{i} ({model_input(c)['encoding']})": m.get("metrics", {}).get("history", [])
                  for i, (c, (_, m)) in enumerate(zip(configs, loaded), start=1)}
-    plot_curves(histories, out.with_name(out.stem + "_curve.png"), f"ensemble of {len(paths)} members")
-    return meta
+    curve = curve_path(out)
+    plot_curves(histories, curve, f"ensemble of {len(paths)} members")
+    return {**meta, "curve_png": str(curve)}
