@@ -163,6 +163,12 @@ def test_the_hri_bag_player_waits_for_the_graphs_processing_nodes():
     assert {"time_sync", "au_classifier", "reconstruction", "face_region"} <= {s.name for s in specs}
     # on the command line the launcher gives the player, too
     assert json.loads(command_view(node_command(player), False)["parameters"]["wait_for_publishers"]) == waits
+    # time_sync and au_classifier hold their first outputs for their readers: with the visualizer 4 and 2
+    wanted = {s.name: s.parameters.get("wait_for_subscribers") for s in specs}
+    assert (wanted["time_sync"], wanted["au_classifier"]) == (4, 2)
+    _, specs = resolve("hri", {"source": "bag", "visualize": "false"})
+    wanted = {s.name: s.parameters.get("wait_for_subscribers") for s in specs}
+    assert (wanted["time_sync"], wanted["au_classifier"]) == (3, 1)
 
 
 def test_bad_arguments_are_named():

@@ -134,6 +134,34 @@ def test_driver_to_time_sync_windows_are_exact(tmp_path, ros_env, real_data, rec
     assert sum(s.event_count for s in samples) == in_window(events, first, first + expected * period).size
 
 
+def test_time_sync_holds_its_first_samples_until_its_reader_matched(tmp_path, ros_env, real_data, recording):
+    """A reader that appears only after the whole recording was played still gets every sample, from the first:
+    time_sync (wait_for_subscribers 1) held them. Without the hold the recorder would get none."""
+    events, triggers = recording
+    first = int(min(events["t"][0], triggers["t"][0]))
+    last = int(max(events["t"][-1], triggers["t"][-1]))
+    expected = (last - first) // 100_000_000
+    sync = node("time_sync", ros_env, "-p", "events_only:=true", "-p", "window_rate_hz:=10.0",
+                "-p", "window_ms:=100.0", "-r", "events:=/event_camera/events", "-p", "wait_for_subscribers:=1",
+                "-p", "subscriber_timeout_s:=60.0")
+    driver = node("event_camera_driver", ros_env, "-p", f"file:={real_data.joinpath(*BAG)}",
+                  "-p", "wait_for_subscribers:=1", "-p", "exit_when_done:=true", "-p", "rate:=2.0")
+    code, out = driver.wait(timeout=60), driver.stdout.read()
+    assert code == 0, out
+    time.sleep(1.0)   # the last windows are cut
+    rec, files = recorder(tmp_path, ros_env, [{"topic": "/time_sync/samples", "type": "microexp_ros/msg/SyncedSample",
+                                               "qos": "reliable", "count": expected}], 60)
+    assert finish(rec, []) == 0
+    samples = [deserialize_message(b, SyncedSample) for b in read_blobs(files[0])]
+    assert [s.sequence for s in samples] == list(range(expected))
+    diag, diag_files = recorder(tmp_path, ros_env, [
+        {"topic": "/diagnostics", "type": "diagnostic_msgs/msg/DiagnosticArray", "qos": "reliable", "count": 2}], 30)
+    assert finish(diag, [sync]) == 0
+    values = _diagnostics(read_blobs(diag_files[0]))
+    assert int(values["count/held_until_matched"]) == expected
+    assert "error/subscribers_not_matched" not in values
+
+
 def known_offset_bag(path: Path, events: np.ndarray, offset_ns: int, drift_ppm: float, rng) -> tuple[list, list]:
     """A bag of the recording's events (4 ms packets, metavision_driver's usual rate) plus 30 Hz images and a strobe on trigger channel 0.
 

@@ -252,7 +252,8 @@ class GraphRun:
 
 
 def select_nodes(specs: list[NodeSpec], nodes: Sequence[str]) -> list[NodeSpec]:
-    """The specs of `nodes` only; the bag player then waits for the publishers of those nodes alone."""
+    """The specs of `nodes` only; the bag player then waits for the publishers of those nodes alone, and
+    time_sync and au_classifier for their readers among them."""
     kept = [spec for spec in specs if spec.name in nodes]
     missing = set(nodes) - {spec.name for spec in kept}
     if missing:
@@ -283,9 +284,10 @@ def replay_graph(bag: str = "", rate: str = "", resolution: str = "high", verbos
     log = print if verbose else (lambda line: print(line, file=sys.stderr))
     launcher = Launcher("hri", {"source": "bag", "bag": bag, "rate": rate, "resolution": resolution}, log=log,
                         standby=False)
-    if nodes is not None:
-        launcher.specs = select_nodes(launcher.specs, nodes)
-    launcher.specs = override_parameters(launcher.specs, parameters or {})
+    specs = select_nodes(launcher.specs, nodes) if nodes is not None else launcher.specs
+    # The collector reads /au_predictions (and with dds_stamps the samples): their writers wait for it too.
+    specs = wait_for_ready(specs, {"au_classifier": 1, "time_sync": int(dds_stamps)})
+    launcher.specs = override_parameters(specs, parameters or {})
     running = {spec.name for spec in launcher.specs}
     configure_transport()
     rclpy.init()

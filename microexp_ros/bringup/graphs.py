@@ -40,6 +40,11 @@ FAST_RESPAWN_S = 0.1
 # player starts the replay only when the nodes of its graph publish these, so every window reaches them.
 READY_TOPICS = {"time_sync": "/time_sync/samples", "au_classifier": "/au_predictions",
                 "reconstruction": "/reconstruction/image", "face_region": "/face_region/region"}
+# The nodes that read what time_sync and au_classifier publish. Each of the two holds its first outputs until
+# as many of these as its graph runs have matched it (`wait_for_subscribers`, microexp_ros.ros.publish_gate):
+# under load a reader can match a writer after the first messages were sent, and never gets them.
+READERS = {"time_sync": ("face_region", "au_classifier", "reconstruction", "visualizer"),
+           "au_classifier": ("hri_bridge", "visualizer")}
 
 COMMON_ARGUMENTS: dict[str, Argument] = {
     "dds_transport": Argument("shm", "FastDDS transport: shm (one host, large messages), large_data "
@@ -135,12 +140,17 @@ def _event_sources(args: Mapping[str, str], config: tuple[str, ...]) -> tuple[li
     return nodes, events_topic, bool(args["rgb_source"])
 
 
-def wait_for_ready(specs: list[NodeSpec]) -> list[NodeSpec]:
-    """`specs` with the bag player (if any) waiting for the READY_TOPICS of the nodes among them."""
+def wait_for_ready(specs: list[NodeSpec], outside_readers: Mapping[str, int] | None = None) -> list[NodeSpec]:
+    """`specs` with the bag player (if any) waiting for the READY_TOPICS of the nodes among them, and the
+    nodes of READERS waiting for their readers among them plus `outside_readers[node]` (e.g. a collector)."""
     names = {spec.name for spec in specs}
     waits = [topic for node, topic in READY_TOPICS.items() if node in names]
-    return [replace(spec, parameters={**spec.parameters, "wait_for_publishers": waits})
-            if spec.name == "bag_player" else spec for spec in specs]
+    added: dict[str, dict[str, Any]] = {"bag_player": {"wait_for_publishers": waits}}
+    for node, readers in READERS.items():
+        wanted = len(names.intersection(readers)) + (outside_readers or {}).get(node, 0)
+        added[node] = {"wait_for_subscribers": wanted}
+    return [replace(spec, parameters={**spec.parameters, **added[spec.name]}) if spec.name in added else spec
+            for spec in specs]
 
 
 def _respawning(name: str, config: tuple[str, ...], parameters: Mapping[str, Any],

@@ -45,6 +45,7 @@ from microexp_ros.ros import qos
 from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.params import Param, ParameterError, declare_parameters
 from microexp_ros.ros.prepared_model import PreparedModel
+from microexp_ros.ros.publish_gate import GATE_PARAMS, gated
 from microexp_ros.ros.runtime import run_node
 from microexp_ros.ros.stamps import from_time_msg, to_time_msg
 from microexp_ros.sync.stream_windows import EventStreamWindows, PacketError
@@ -75,6 +76,7 @@ PARAMS = [
           read_only=True),
     Param("window_rate_hz", 5.0, "window rate on `events_only_topic` (windows are the model's length)",
           min=0.01, max=1000.0, read_only=True),
+    *GATE_PARAMS,
 ]
 
 # How far back the events-only stream keeps events (at least two of the model's windows).
@@ -124,6 +126,7 @@ class AUClassifierNode(Node):
         if p["use_face_region"]:
             self.create_subscription(FaceRegion, "face_region", self.on_face_region, qos.predictions_qos())
         self.publisher = self.create_publisher(AUPredictions, "/au_predictions", qos.predictions_qos())
+        self.gate = gated(self, self.publisher, p, self.health)
         self.get_logger().info(f"model '{self.predictor.name}' ({self.predictor.window_ns / 1e6:g} ms windows, "
                                f"{self.predictor.bins} bins, {self.predictor.size} px)")
 
@@ -198,7 +201,7 @@ class AUClassifierNode(Node):
         out.action_units = [ActionUnit(number=n, name=au_name(n), probability=float(prob), active=bool(on),
                                        intensity=math.nan)
                             for n, prob, on in zip(MODEL_AUS, probabilities, active)]
-        self.publisher.publish(out)
+        self.gate.publish(out)
         self.health.count("out:au_predictions")
         self.health.values["inference_latency_ms"] = float(result.latency_ms)
 

@@ -28,9 +28,9 @@ from std_msgs.msg import Header
 from microexp_ros.events.packetizer import Packet, Packetizer, SplicingPacketizer
 from microexp_ros.events.sources import SOURCE_KINDS, EventStreamSource, Pacer, make_source
 from microexp_ros.ros import qos
-from microexp_ros.ros.dds import DISCOVERY_SETTLE_S
 from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.params import Param, declare_parameters
+from microexp_ros.ros.publish_gate import POLL_S, SubscriberWait
 from microexp_ros.ros.runtime import run_node
 from microexp_ros.ros.stamps import to_time_msg
 
@@ -117,11 +117,11 @@ class EventCameraDriver(Node):
             return
 
     def _wait_for_subscribers(self) -> None:
-        wanted = self.p["wait_for_subscribers"]
-        while wanted and self.publisher.get_subscription_count() < wanted and not self._stop.is_set():
-            self._stop.wait(0.05)
-        if wanted:
-            self._stop.wait(DISCOVERY_SETTLE_S)  # the subscribers must match us too
+        if not self.p["wait_for_subscribers"]:
+            return
+        subscribers = SubscriberWait(self.publisher, self.p["wait_for_subscribers"])
+        while not subscribers.ready() and not self._stop.wait(POLL_S):
+            pass
 
     def _stream(self, source: EventStreamSource) -> None:
         thresholds = (int(round(self.p["event_message_time_threshold"] * 1e9)), self.p["event_message_size_threshold"])

@@ -17,10 +17,10 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from microexp_ros.ros import qos
-from microexp_ros.ros.dds import DISCOVERY_SETTLE_S
 from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.image import to_image
 from microexp_ros.ros.params import Param, declare_parameters
+from microexp_ros.ros.publish_gate import SubscriberWait
 from microexp_ros.ros.runtime import run_node
 from microexp_ros.ros.stamps import to_time_msg
 
@@ -55,7 +55,7 @@ class RgbDriver(Node):
         self.file_start_ns = 0
         self.file_frame = 0
         self.done = False
-        self.subscribers_since: float | None = None   # when enough subscribers were first seen
+        self.subscribers = SubscriberWait(self.publisher, self.p["wait_for_subscribers"])
         self.period = 1.0 / self.p["fps"] if self.p["fps"] > 0 else None
         self.timer = self.create_timer(self.period or 1 / 30, self.tick)
 
@@ -87,7 +87,7 @@ class RgbDriver(Node):
     def tick(self) -> None:
         if self.done:
             return
-        if self.path is not None and not self._subscribers_ready():
+        if self.path is not None and not self.subscribers.ready():
             return
         if self.capture is None:
             if time.monotonic() < self.next_open or not self._open():
@@ -112,16 +112,6 @@ class RgbDriver(Node):
             frame = cv2.resize(frame, (self.p["width"], self.p["height"]), interpolation=cv2.INTER_AREA)
         self.publisher.publish(to_image(frame, "bgr8", Header(stamp=to_time_msg(stamp), frame_id=self.p["frame_id"])))
         self.health.count("out:images")
-
-    def _subscribers_ready(self) -> bool:
-        """Enough subscribers have been there for DISCOVERY_SETTLE_S (so they have matched us too)."""
-        if self.publisher.get_subscription_count() < self.p["wait_for_subscribers"]:
-            self.subscribers_since = None
-            return False
-        now = time.monotonic()
-        if self.subscribers_since is None:
-            self.subscribers_since = now
-        return now - self.subscribers_since >= DISCOVERY_SETTLE_S
 
     def close(self) -> None:
         if self.capture is not None:

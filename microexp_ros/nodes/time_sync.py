@@ -31,6 +31,7 @@ from microexp_ros.msg import SyncedSample
 from microexp_ros.ros import qos
 from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.params import Param, declare_parameters
+from microexp_ros.ros.publish_gate import GATE_PARAMS, gated
 from microexp_ros.ros.runtime import run_node
 from microexp_ros.ros.stamps import from_time_msg, to_time_msg
 from microexp_ros.sync.clock import StampClock, TriggerMatcher
@@ -55,6 +56,7 @@ PARAMS = [
     Param("clock_reset_ms", 100.0, "an offset jump larger than this restarts the clock and the stream (ms)",
           min=1.0, max=1e7),
     Param("frame_id", "", "header.frame_id of samples ('' = the image's, or the events' in events-only mode)"),
+    *GATE_PARAMS,
 ]
 
 # Packets taken per events callback beyond the first when they queued up, in events-only mode (timers still run
@@ -98,6 +100,7 @@ class TimeSync(Node):
         if not self.p["events_only"]:
             self.create_subscription(Image, "image", self.on_image, qos.image_qos())
         self.publisher = self.create_publisher(SyncedSample, "~/samples", qos.samples_qos())
+        self.gate = gated(self, self.publisher, self.p, self.health)
         self.create_timer(0.05, self.on_timer)
 
     # ---- events ----------------------------------------------------------------------------------------
@@ -207,7 +210,7 @@ class TimeSync(Node):
             trigger_count=int(window.triggers.size), sequence=self.sequence)
         if image is not None:
             sample.rgb = image
-        self.publisher.publish(sample)
+        self.gate.publish(sample)
         self.sequence += 1
         self.health.count("out:samples")
         self.health.count("out:events", window.event_count)

@@ -1,0 +1,106 @@
+"""PublishGate: a node's first outputs wait for the graph's readers, in order, then flow straight through."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from microexp_ros.ros.dds import DISCOVERY_SETTLE_S
+from microexp_ros.ros.publish_gate import PublishGate
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.subscribers = 0
+        self.sent: list[int] = []
+
+    def get_subscription_count(self) -> int:
+        return self.subscribers
+
+    def publish(self, msg: int) -> None:
+        self.sent.append(msg)
+
+
+class FakeHealth:
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.errors: list[tuple[str, str]] = []
+
+    def count(self, stream: str, n: int = 1) -> None:
+        self.counts[stream] += n
+
+    def error(self, kind: str, detail: str) -> None:
+        self.errors.append((kind, detail))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_holds_until_every_reader_matched_for_the_settle_time_then_passes_through():
+    publisher, health, clock = FakePublisher(), FakeHealth(), Clock()
+    gate = PublishGate(publisher, 2, 10.0, health, clock)
+    gate.publish(0)
+    publisher.subscribers = 1
+    clock.now += 1.0
+    gate.publish(1)
+    gate.poll()
+    assert publisher.sent == []          # one reader of two
+    publisher.subscribers = 2
+    gate.poll()                          # both there: the settle time starts now
+    clock.now += DISCOVERY_SETTLE_S / 2
+    gate.publish(2)
+    assert publisher.sent == []
+    clock.now += DISCOVERY_SETTLE_S / 2
+    gate.poll()
+    assert publisher.sent == [0, 1, 2]
+    assert health.counts["held_until_matched"] == 3 and not health.errors
+    publisher.subscribers = 0            # open for good: a reader that restarts does not stall the stream
+    gate.publish(3)
+    assert publisher.sent == [0, 1, 2, 3]
+
+
+def test_a_reader_that_leaves_during_the_settle_time_restarts_it():
+    publisher, health, clock = FakePublisher(), FakeHealth(), Clock()
+    gate = PublishGate(publisher, 1, 10.0, health, clock)
+    gate.publish(0)
+    publisher.subscribers = 1
+    gate.poll()
+    publisher.subscribers = 0
+    clock.now += DISCOVERY_SETTLE_S
+    gate.poll()
+    publisher.subscribers = 1
+    gate.poll()
+    clock.now += DISCOVERY_SETTLE_S / 2
+    gate.poll()
+    assert publisher.sent == []
+    clock.now += DISCOVERY_SETTLE_S / 2
+    gate.poll()
+    assert publisher.sent == [0]
+
+
+def test_after_the_timeout_it_sends_what_it_held_and_reports_it():
+    publisher, health, clock = FakePublisher(), FakeHealth(), Clock()
+    gate = PublishGate(publisher, 3, 5.0, health, clock)
+    clock.now += 60.0                     # waiting with nothing held is not a timeout
+    gate.poll()
+    gate.publish("a")
+    publisher.subscribers = 2
+    clock.now += 4.9
+    gate.publish("b")
+    assert publisher.sent == []
+    clock.now += 0.1
+    gate.poll()
+    assert publisher.sent == ["a", "b"]
+    assert [kind for kind, _ in health.errors] == ["subscribers_not_matched"]
+    assert "2 of 3 subscribers" in health.errors[0][1] and "2 held messages" in health.errors[0][1]
+
+
+def test_waiting_for_no_reader_publishes_at_once():
+    publisher, health = FakePublisher(), FakeHealth()
+    gate = PublishGate(publisher, 0, 5.0, health)
+    gate.publish(7)
+    assert publisher.sent == [7] and not health.counts
