@@ -72,20 +72,23 @@ def test_eval_command_table_and_json(au_dataset, trained_models, tmp_path, capsy
     assert main(argv + ["--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     for key in ("events_accuracy", "events_macro_f1", "rgb_accuracy", "rgb_macro_f1", "dim_gap_points",
-                "ensemble_accuracy", "ensemble_macro_f1"):
+                "ensemble_accuracy", "ensemble_macro_f1", "fusion_accuracy", "fusion_macro_f1",
+                "ensemble_fusion_accuracy", "ensemble_fusion_macro_f1"):
         assert key in payload
     assert payload["clips"] == 3 and payload["windows"] == 1
     rows = payload["rows"]
-    assert set(rows) == {"events SNN high", "events SNN low", "events SNN ensemble high", "events SNN ensemble low",
-                         "RGB SNN", "RGB CNN"}
+    events_rows = {"events SNN high", "events SNN low", "events SNN ensemble high", "events SNN ensemble low"}
+    assert set(rows) == events_rows | {"RGB SNN", "RGB CNN"} | {
+        f"{r.rsplit(' ', 1)[0]} + RGB CNN {r.rsplit(' ', 1)[1]}" for r in events_rows}
     assert payload["ensemble_accuracy"] == rows["events SNN ensemble high"]["all"]["accuracy"]
+    assert payload["fusion_accuracy"] == rows["events SNN + RGB CNN high"]["all"]["accuracy"]
     for row in rows.values():
         assert row["all"]["n"] == 3 and 0.0 <= row["all"]["accuracy"] <= 1.0
         assert sum(c["n"] for c in row["lighting"].values()) == 3
         assert row["all"]["chance"]["uniform"] == pytest.approx(1 / 13)
     dim = rows["events SNN high"]["dim"]["accuracy"] - rows["RGB SNN"]["dim"]["accuracy"]
     assert payload["dim_gap_points"] == pytest.approx(100 * dim)
-    assert len(payload["confusion_png"]) == 6 and all((tmp_path / "png").glob("confusion_*.png"))
+    assert len(payload["confusion_png"]) == 10 and all((tmp_path / "png").glob("confusion_*.png"))
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "events SNN high" in text and "per-AU F1" in text and "chance" in text
@@ -129,6 +132,34 @@ def test_offline_evaluation_equals_the_online_predictor(au_dataset, trained_mode
     assert changed > 0
     with pytest.raises(ValueError, match="windows >= 1"):
         predict_clips(au_dataset, manifest, entries, [Row("ev", predictor, "low")], windows=0)
+
+
+def test_fused_rows_are_the_fusion_of_each_clips_member_predictions(au_dataset, trained_models):  # noqa: F811
+    """`fused_predictions` (the eval's `+ RGB CNN` rows) equals `fuse` of the two models' window results,
+    the call au_classifier makes with fuse_rgb."""
+    from microexp_ros.data.dataset import load_clip, load_manifest
+    from microexp_ros.eval.au import Row, fused_predictions, predict_clips
+    from microexp_ros.models.au_inference import AUPredictor, fuse, select_window
+
+    torch.set_num_threads(1)
+    events, rgb = AUPredictor.from_file(), AUPredictor.from_file(trained_models["cnn_rgb"])
+    manifest = load_manifest(au_dataset)
+    entries = [c for c in manifest["clips"] if c["split"] == "test"]
+    preds = predict_clips(au_dataset, manifest, entries, [Row("ev", events, "high"), Row("rgb", rgb, "rgb")])
+    fused = fused_predictions(preds, ("ev", "rgb"), "both")
+    size = (manifest["resolutions"]["high"]["width"], manifest["resolutions"]["high"]["height"])
+    for entry, pred in zip(entries, fused):
+        clip = load_clip(au_dataset, entry)
+        t0, t1 = select_window(entry, events.window_ns)
+        parts = [events.predict(clip.events["high"], t0, t1, (0, 0, *size), size),
+                 rgb.predict_frames(clip.rgb, clip.rgb_t, t0, t1, (0, 0, clip.rgb.shape[2], clip.rgb.shape[1]))]
+        want = fuse(parts)
+        assert (pred.row, pred.clip_id) == ("both", entry["id"])
+        np.testing.assert_allclose(pred.probabilities, want.probabilities, atol=1e-7)
+        np.testing.assert_allclose(pred.class_probabilities, want.class_probabilities, atol=1e-7)
+        assert pred.pred == int(np.argmax(want.class_probabilities))
+    with pytest.raises(ValueError, match="no prediction of row"):
+        fused_predictions(preds[:-1], ("ev", "rgb"), "both")
 
 
 def test_eval_rejects_a_missing_weights_file(au_dataset, tmp_path, capsys):  # noqa: F811

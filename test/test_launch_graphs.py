@@ -171,6 +171,18 @@ def test_the_hri_bag_player_waits_for_the_graphs_processing_nodes():
     assert (wanted["time_sync"], wanted["au_classifier"]) == (3, 1)
 
 
+def test_au_fuse_rgb_turns_fusion_on_only_where_an_rgb_stream_exists():
+    def fusing(args: dict) -> bool:
+        return next(s for s in resolve("hri", args)[1] if s.name == "au_classifier").parameters["fuse_rgb"]
+
+    assert not fusing({"source": "bag"})
+    assert fusing({"source": "bag", "au_fuse_rgb": "true"})
+    assert not fusing({"source": "sim", "au_fuse_rgb": "true"})          # the simulator has no webcam
+    assert not fusing({"source": "live", "rgb_source": "", "au_fuse_rgb": "true"})
+    with pytest.raises(ValueError, match="au_fuse_rgb"):
+        resolve("hri", {"au_fuse_rgb": "maybe"})
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="unknown argument"):
         resolve("replay", {"bagg": "x"})

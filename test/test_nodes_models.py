@@ -41,11 +41,13 @@ from microexp_ros.face.detector import FaceDetector
 from microexp_ros.face.homography import expand_box, homography_from_params, map_box
 from microexp_ros.facs import MODEL_AUS, au_name
 from microexp_ros.hri.facs import AUState, facs_arrays
-from microexp_ros.models.au_inference import ActivationFilter, AUPredictor, WindowAverage, build_au_model
+from microexp_ros.models.au_inference import (ActivationFilter, AUPredictor, FrameHistory, WindowAverage,
+                                              build_au_model, fuse)
 from microexp_ros.models.cvae import CVAEConfig, ReconCVAE
 from microexp_ros.models.recon_inference import Reconstructor, cvae_config_record
 from microexp_ros.models.weights import save_model
 from microexp_ros.msg import ActionUnit, AUPredictions, FaceRegion, ReconstructionQuality, SyncedSample
+from microexp_ros.nodes.au_classifier import RGB_HISTORY_FRAMES
 from microexp_ros.nodes.reconstruction import to_mono8
 from microexp_ros.ros import qos
 from microexp_ros.ros.image import numpy_to_image
@@ -339,17 +341,89 @@ def test_au_classifier_crops_to_the_latest_face_region(graph, real_data, tmp_pat
     assert np.abs(whole.probabilities - offline.probabilities).max() > 1e-3  # the crop mattered
 
 
+def event_frame(events: np.ndarray, t0: int, t1: int, size: tuple[int, int]) -> np.ndarray:
+    """A BGR frame of the events in [t0, t1) (counts, scaled): a webcam stand-in that changes with the scene."""
+    inside = window_slice(events, t0, t1)
+    counts = np.zeros((size[1], size[0]), np.float32)
+    np.add.at(counts, (inside["y"].astype(np.intp), inside["x"].astype(np.intp)), 1.0)
+    gray = np.clip(counts * 60.0, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+
+
+def test_au_classifier_fuses_events_with_an_rgb_model(graph, real_data, tmp_path):
+    """fuse_rgb: the published probabilities are `fuse` of the events model and the RGB model over the frames
+    the samples carried (kept across samples), computed here offline; a sample without a usable frame is
+    classified from events alone."""
+    events_weights = save_model(tmp_path / "snn_test.safetensors", responsive_snn(0), AU_CONFIG, {})
+    rgb_config = {**AU_CONFIG, "arch": "cnn", "modality": "rgb", "in_channels": 1}
+    torch.manual_seed(3)
+    rgb_model = build_au_model(rgb_config)
+    with torch.no_grad():
+        for param in rgb_model.parameters():
+            if param.dim() > 1:
+                param.mul_(4.0)
+    rgb_weights = save_model(tmp_path / "cnn_test.safetensors", rgb_model, rgb_config, {})
+    events = recording(real_data / "tonic" / "sample.aedat4")
+    roi, rgb_roi, size = (80, 40, 160, 160), (60, 30, 200, 180), (320, 240)
+    graph.start("au_classifier", {"model_path": str(events_weights), "rgb_model_path": str(rgb_weights),
+                                  "fuse_rgb": True, "roi": list(roi), "rgb_roi": list(rgb_roi), "min_windows": 1},
+                {"samples": "/test/samples"})
+    predictions = graph.listen("/au_predictions", AUPredictions, qos.predictions_qos())
+    pub = graph.publisher("/test/samples", SyncedSample, qos.samples_qos(), "au_classifier")
+    graph.matched(["/au_predictions"])
+
+    frame_ns = 33_333_333
+    ends = [int(events["t"][0]) + 150 * MS + k * frame_ns for k in range(9)]
+    frames = [event_frame(events, t1 - frame_ns, t1, size) for t1 in ends]
+    msgs = []
+    for k, t1 in enumerate(ends):
+        rgb = numpy_to_image(frames[k], "bgr8", Header(stamp=to_time_msg(t1)))
+        if k == 6:
+            rgb.encoding = "yuv9"   # unusable: counted, the window is classified from events alone
+        msgs.append(sample(window_slice(events, t1 - AU_WINDOW_NS, t1), t1 - AU_WINDOW_NS, t1, *size, seq=k,
+                           rgb=None if k == 7 else rgb))
+    for msg in msgs:
+        pub.publish(msg)
+    graph.spin_until(lambda: len(predictions) == len(msgs), 60, "AU predictions of every window")
+    graph.spin_until(lambda: graph.counter("au_classifier", "count/events_only_windows") == 2
+                     and graph.counter("au_classifier", "error/bad_rgb") == 1, 10, "diagnostics")
+
+    torch.set_num_threads(1)
+    ev, rgb_predictor = AUPredictor.from_file(events_weights), AUPredictor.from_file(rgb_weights)
+    history, short = FrameHistory(RGB_HISTORY_FRAMES), 0
+    for k, (t1, msg) in enumerate(zip(ends, predictions)):
+        t0 = t1 - AU_WINDOW_NS
+        alone = ev.predict(window_slice(events, t0, t1), t0, t1, roi, size)
+        if k in (6, 7):
+            assert msg.modality == AUPredictions.MODALITY_EVENTS and msg.model_name == "snn_test"
+            want = alone.probabilities
+        else:
+            history.add(t1, frames[k])
+            kept, times = history.arrays()
+            short += int(times[0] > t0)
+            want = fuse([alone, rgb_predictor.predict_frames(kept, times, t0, t1, rgb_roi)]).probabilities
+            assert msg.modality == AUPredictions.MODALITY_EVENTS_RGB and msg.model_name == "snn_test+cnn_test"
+            assert np.abs(want - alone.probabilities).max() > 1e-3   # the RGB model moved the output
+        np.testing.assert_allclose([u.probability for u in msg.action_units], want, rtol=0, atol=1e-6)
+    assert 0 < short < len(msgs) - 2   # the first windows reach back before the first frame, later ones do not
+    graph.spin_until(lambda: graph.counter("au_classifier", "count/rgb_history_short") == short, 10, "short count")
+
+
 def test_au_classifier_refuses_missing_or_wrong_weights(ros_env, tmp_path):
     missing = tmp_path / "nowhere.safetensors"
     rgb_config = {**AU_CONFIG, "arch": "cnn", "modality": "rgb", "in_channels": 1}
     rgb_model = save_model(tmp_path / "cnn_rgb.safetensors", build_au_model(rgb_config), rgb_config, {})
-    runs = [subprocess.Popen([sys.executable, "-m", "microexp_ros.nodes.au_classifier", "--ros-args", "-p",
-                              f"model_path:={path}"], env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True) for path in (missing, rgb_model)]  # both at once: each imports torch
-    (_, missing_err), (_, rgb_err) = (run.communicate(timeout=90) for run in runs)
-    assert [run.returncode for run in runs] == [1, 1]
+    events_model = save_model(tmp_path / "snn_events.safetensors", build_au_model(AU_CONFIG), AU_CONFIG, {})
+    cases = [("-p", f"model_path:={missing}"), ("-p", f"model_path:={rgb_model}"),
+             ("-p", f"model_path:={events_model}", "-p", "fuse_rgb:=true", "-p", f"rgb_model_path:={events_model}")]
+    runs = [subprocess.Popen([sys.executable, "-m", "microexp_ros.nodes.au_classifier", "--ros-args", *args],
+                             env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for args in cases]  # all at once: each imports torch
+    (_, missing_err), (_, rgb_err), (_, fuse_err) = (run.communicate(timeout=90) for run in runs)
+    assert [run.returncode for run in runs] == [1, 1, 1]
     assert "weights file not found" in missing_err and str(missing) in missing_err
     assert "take rgb input; au_classifier needs an events model" in rgb_err
+    assert "rgb_model_path 'snn_events' takes events input, not rgb" in fuse_err
 
 
 # --- reconstruction ------------------------------------------------------------------------------------------

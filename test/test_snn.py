@@ -10,8 +10,8 @@ import torch
 
 from microexp_ros.events.array import empty_events, synthetic_events
 from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
-from microexp_ros.models.au_inference import (ActivationFilter, AUPredictor, WindowAverage, build_au_model, encode_events,
-                                              time_reversed)
+from microexp_ros.models.au_inference import (ActivationFilter, AUPredictor, AUResult, FrameHistory, WindowAverage,
+                                              build_au_model, encode_events, fuse, time_reversed)
 from microexp_ros.models.weights import WeightsError, load_model, read_sidecar, save_model, sidecar_path
 
 SIZE, BINS = 32, 6
@@ -271,3 +271,31 @@ def test_time_reversed_input_is_the_encoding_of_the_reversed_events(encoding):
     forward = torch.from_numpy(encode_events(events, t0, t1, *args))[None]
     expected = torch.from_numpy(encode_events(backwards, t0, t1, *args))[None]
     assert torch.equal(time_reversed(forward), expected) and not torch.equal(forward, expected)
+
+
+def test_fusion_is_a_normalised_geometric_mean_of_class_probabilities_and_a_mean_of_au_probabilities():
+    k = len(SINGLE_LABEL_CLASSES)
+    a, b = np.full(k, 0.5 / (k - 1)), np.full(k, 0.5 / (k - 1))
+    a[1], b[1] = 0.5, 0.5
+    a[2], b[2] = 0.3, 0.0                   # one expert rules a class out: the product does too
+    a, b = a / a.sum(), b / b.sum()
+    au_a, au_b = np.linspace(0, 1, 12), np.linspace(1, 0, 12)
+    fused = fuse([AUResult(au_a, 0, 0.0, a, 2.0), AUResult(au_b, 0, 0.0, b, 3.0)])
+    want = np.sqrt(a * np.clip(b, 1e-12, None))
+    np.testing.assert_allclose(fused.class_probabilities, want / want.sum(), rtol=1e-9)
+    np.testing.assert_allclose(fused.probabilities, np.full(12, 0.5))
+    assert fused.class_probabilities[2] < 1e-5 and fused.label == SINGLE_LABEL_CLASSES[1]
+    assert fused.latency_ms == 5.0
+
+
+def test_frame_history_keeps_the_last_frames_and_restarts_on_a_new_size():
+    history = FrameHistory(3)
+    with pytest.raises(ValueError, match="no frame"):
+        history.arrays()
+    for t in range(5):
+        history.add(t * 10, np.full((4, 6), t, np.uint8))
+    frames, times = history.arrays()
+    assert times.tolist() == [20, 30, 40] and frames[:, 0, 0].tolist() == [2, 3, 4]
+    history.add(50, np.zeros((8, 6), np.uint8))
+    frames, times = history.arrays()
+    assert times.tolist() == [50] and frames.shape == (1, 8, 6) and history.first_time() == 50

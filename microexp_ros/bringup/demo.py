@@ -274,16 +274,16 @@ def override_parameters(specs: list[NodeSpec], parameters: dict[str, dict]) -> l
 
 def replay_graph(bag: str = "", rate: str = "", resolution: str = "high", verbose: bool = True,
                  nodes: Sequence[str] | None = None, parameters: dict[str, dict] | None = None,
-                 dds_stamps: bool = False) -> GraphRun:
+                 dds_stamps: bool = False, fuse_rgb: bool = False) -> GraphRun:
     """Replay `bag` (default: the embedded one) through the hri graph, or only its `nodes`, with a collector
     listening; `parameters` overrides node parameters by node name (e.g. {"au_classifier": {"threads": 2}}),
-    `dds_stamps` is the Collector's. The launcher's lines go to stdout when `verbose`, else to stderr, so that
+    `dds_stamps` is the Collector's, `fuse_rgb` the graph's au_fuse_rgb. The launcher's lines go to stdout when `verbose`, else to stderr, so that
     a caller printing --json keeps stdout to its one JSON object."""
     # No standby processes: their imports would take CPU from the one replay whose latency this measures
     # (a crashed node is still respawned, from a cold start).
     log = print if verbose else (lambda line: print(line, file=sys.stderr))
-    launcher = Launcher("hri", {"source": "bag", "bag": bag, "rate": rate, "resolution": resolution}, log=log,
-                        standby=False)
+    launcher = Launcher("hri", {"source": "bag", "bag": bag, "rate": rate, "resolution": resolution,
+                                "au_fuse_rgb": str(fuse_rgb).lower()}, log=log, standby=False)
     specs = select_nodes(launcher.specs, nodes) if nodes is not None else launcher.specs
     # The collector reads /au_predictions (and with dds_stamps the samples): their writers wait for it too.
     specs = wait_for_ready(specs, {"au_classifier": 1, "time_sync": int(dds_stamps)})
@@ -317,10 +317,10 @@ def replay_graph(bag: str = "", rate: str = "", resolution: str = "high", verbos
 
 
 def run_demo(report_dir: Path, bag: str = "", rate: str = "", resolution: str = "high",
-             verbose: bool = True) -> tuple[int, dict]:
+             verbose: bool = True, fuse_rgb: bool = False) -> tuple[int, dict]:
     """Run the HRI graph on `bag` (default: the embedded one); write the report; (exit code, metrics)."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    run = replay_graph(bag, rate, resolution, verbose)
+    run = replay_graph(bag, rate, resolution, verbose, fuse_rgb=fuse_rgb)
     collector, launcher = run.collector, run.launcher
     with collector.lock:
         predictions = sorted(collector.predictions, key=lambda p: p.window_end_ns)

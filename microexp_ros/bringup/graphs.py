@@ -169,7 +169,7 @@ def hri(args: Mapping[str, str]) -> list[NodeSpec]:
     # (the generated recordings are face regions), so the region is the static one of hri.yaml.
     detect = has_rgb and args["source"] == "live"
     region = (("face_region", "/face_region/region"),)
-    classifier: dict[str, Any] = {"use_face_region": detect}
+    classifier: dict[str, Any] = {"use_face_region": detect, "fuse_rgb": has_rgb and _flag(args["au_fuse_rgb"])}
     recon: dict[str, Any] = {"use_face_region": detect}
     if args["au_model"]:
         classifier["model_path"] = args["au_model"]
@@ -214,6 +214,8 @@ _HRI_ARGUMENTS = {
     "rgb_source": Argument("0", "with source:=live, the RGB camera: device index or video file; empty = none"),
     "event_topic": Argument("/event_camera/events", "EventPacket topic of an external driver"),
     "au_model": Argument("", "AU classifier weights (.safetensors); empty = the shipped default"),
+    "au_fuse_rgb": Argument("false", "fuse the AU events model with the webcam CNN where an RGB stream exists",
+                            ("true", "false")),
     "recon_model": Argument("", "reconstruction weights (.safetensors); empty = the shipped default"),
 }
 

@@ -193,7 +193,7 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from microexp_ros.data.dataset import load_manifest
-    from microexp_ros.eval.au import format_results, plot_confusions, predict_clips, summarise
+    from microexp_ros.eval.au import format_results, fused_predictions, plot_confusions, predict_clips, summarise
 
     torch.set_num_threads(args.threads)
     if args.video is not None:
@@ -206,7 +206,14 @@ def run_eval(args: argparse.Namespace) -> int:
     if not entries:
         raise ValueError(f"dataset {args.data} has no '{args.split}' clips")
     preds = predict_clips(args.data, manifest, entries, rows, args.windows, int(round(args.window_step_ms * 1e6)))
-    summary = summarise(preds, [r.name for r in rows])
+    names = [r.name for r in rows]
+    # A robot with both cameras: each events row fused with the webcam CNN (au_classifier's fuse_rgb).
+    for row in [r for r in rows if r.resolution != "rgb"]:
+        label, resolution = row.name.rsplit(" ", 1)
+        fused = f"{label} + RGB CNN {resolution}"
+        preds += fused_predictions(preds, (row.name, "RGB CNN"), fused)
+        names.append(fused)
+    summary = summarise(preds, names)
     pngs = plot_confusions(summary, args.out_dir)
     events, rgb = summary["events SNN high"], summary["RGB SNN"]
     payload = {
@@ -216,6 +223,10 @@ def run_eval(args: argparse.Namespace) -> int:
         "ensemble_accuracy": summary["events SNN ensemble high"]["all"]["accuracy"],
         "ensemble_macro_f1": summary["events SNN ensemble high"]["all"]["macro_f1"],
         "ensemble_low_accuracy": summary["events SNN ensemble low"]["all"]["accuracy"],
+        "fusion_accuracy": summary["events SNN + RGB CNN high"]["all"]["accuracy"],
+        "fusion_macro_f1": summary["events SNN + RGB CNN high"]["all"]["macro_f1"],
+        "ensemble_fusion_accuracy": summary["events SNN ensemble + RGB CNN high"]["all"]["accuracy"],
+        "ensemble_fusion_macro_f1": summary["events SNN ensemble + RGB CNN high"]["all"]["macro_f1"],
         "rgb_accuracy": rgb["all"]["accuracy"], "rgb_macro_f1": rgb["all"]["macro_f1"],
         "cnn_rgb_accuracy": summary["RGB CNN"]["all"]["accuracy"],
         "cnn_rgb_macro_f1": summary["RGB CNN"]["all"]["macro_f1"],

@@ -21,6 +21,8 @@ def register(group) -> None:
     parser.add_argument("--bag", default="", help="bag to replay (default: the embedded default bag)")
     parser.add_argument("--rate", default="", help="playback rate factor (default: replay config)")
     parser.add_argument("--resolution", choices=("high", "low"), default="high", help="event stream to use")
+    parser.add_argument("--fuse-rgb", action="store_true",
+                        help="au_classifier fuses the events model with the webcam CNN (launch argument au_fuse_rgb)")
     parser.add_argument("--quiet", action="store_true", help="no line per window")
     add_json_flag(parser)
     parser.set_defaults(func=run)
@@ -29,7 +31,8 @@ def register(group) -> None:
 def run(args: argparse.Namespace) -> int:
     from microexp_ros.bringup.demo import run_demo
 
-    code, metrics = run_demo(args.report, args.bag, args.rate, args.resolution, verbose=not args.quiet and not args.json)
+    code, metrics = run_demo(args.report, args.bag, args.rate, args.resolution,
+                             verbose=not args.quiet and not args.json, fuse_rgb=args.fuse_rgb)
     rows = [[key, metrics.get(key)] for key in KEYS]
     emit(args, metrics, format_table(["metric", "value"], rows) + f"\nreport: {args.report.resolve()}")
     return code

@@ -23,7 +23,8 @@ from microexp_ros.eval.classification_metrics import (
     multilabel_f1,
 )
 from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
-from microexp_ros.models.au_inference import AUPredictor, AUResult, WindowAverage, au_targets, select_window
+from microexp_ros.models.au_inference import (AUPredictor, AUResult, WindowAverage, au_targets, fuse_probabilities,
+                                              select_window)
 
 DIM_LIGHTING = ("dim", "very_dim")
 LIGHTING_ORDER = ("bright", "normal", "shadow", "flicker", "dim", "very_dim")
@@ -42,7 +43,7 @@ class Row:
 
 @dataclass
 class Prediction:
-    """One clip under one row: true and predicted class indices, multi-label truth and probabilities."""
+    """One clip under one row: true and predicted class indices, multi-label truth, AU and class probabilities."""
 
     row: str
     clip_id: str
@@ -51,6 +52,7 @@ class Prediction:
     pred: int
     multi_true: np.ndarray
     probabilities: np.ndarray
+    class_probabilities: np.ndarray
 
 
 def predict_clips(root: Path, manifest: Mapping, entries: Iterable[Mapping], rows: list[Row], windows: int = 1,
@@ -80,7 +82,25 @@ def predict_clips(root: Path, manifest: Mapping, entries: Iterable[Mapping], row
                 probabilities, class_probabilities = (au_mean.update(result.probabilities),
                                                       class_mean.update(result.class_probabilities))
             pred = int(np.argmax(class_probabilities))
-            out.append(Prediction(row.name, entry["id"], entry["lighting"], label, pred, multi, probabilities))
+            out.append(Prediction(row.name, entry["id"], entry["lighting"], label, pred, multi, probabilities,
+                                  class_probabilities))
+    return out
+
+
+def fused_predictions(preds: list[Prediction], members: tuple[str, ...], name: str) -> list[Prediction]:
+    """The predictions of row `name`: the late fusion (`fuse_probabilities`, what au_classifier does with
+    `fuse_rgb`) of the `members` rows' predictions of each clip. Every member must have predicted the clip."""
+    by_row = {row: {p.clip_id: p for p in preds if p.row == row} for row in members}
+    out = []
+    for clip_id, first in by_row[members[0]].items():
+        parts = [by_row[row].get(clip_id) for row in members]
+        if any(part is None for part in parts):
+            raise ValueError(f"clip {clip_id} has no prediction of row(s) "
+                             f"{[row for row, part in zip(members, parts) if part is None]}")
+        class_probabilities, probabilities = fuse_probabilities([p.class_probabilities for p in parts],
+                                                                [p.probabilities for p in parts])
+        out.append(Prediction(name, clip_id, first.lighting, first.true, int(np.argmax(class_probabilities)),
+                              first.multi_true, probabilities, class_probabilities))
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,6 +159,29 @@ def encode_frames(
     gray = _resize_stack(picked.astype(np.float32) / 255.0, size)
     gray = (gray - gray.mean()) / (gray.std() + 1e-3)
     return gray.reshape(bins, 1, size, size).astype(np.float32)
+
+
+class FrameHistory:
+    """The last `count` webcam frames of a stream with their exposure times, as `encode_frames` takes them: what a
+    streaming node keeps so that a window's RGB input holds the frames of the whole window, not only its last."""
+
+    def __init__(self, count: int) -> None:
+        self._frames: deque[tuple[int, np.ndarray]] = deque(maxlen=count)
+
+    def add(self, t_ns: int, frame: np.ndarray) -> None:
+        """Append a frame; a frame of another size or channel count starts the history anew."""
+        if self._frames and self._frames[-1][1].shape != frame.shape:
+            self._frames.clear()
+        self._frames.append((int(t_ns), frame))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(frames [N, H, W(, 3)], times [N]); ValueError when empty."""
+        if not self._frames:
+            raise ValueError("no frame yet")
+        return np.stack([f for _, f in self._frames]), np.array([t for t, _ in self._frames], dtype=np.int64)
+
+    def first_time(self) -> int | None:
+        return self._frames[0][0] if self._frames else None
 
 
 # --- models ----------------------------------------------------------------------------------------------------
@@ -324,6 +347,25 @@ class AUPredictor:
         """AUs of the face region in webcam frames (exposure-centre times `frame_t`) over [t0_ns, t1_ns)."""
         self._require("rgb")
         return self.forward(encode_frames(frames, frame_t, t0_ns, t1_ns, roi, self.size, self.bins))
+
+
+def fuse_probabilities(class_probabilities: Sequence[np.ndarray],
+                       au_probabilities: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Late fusion of models that saw one window through different sensors (events, RGB): class
+    probabilities proportional to the geometric mean of theirs (a product of experts, equal weights: not
+    tuned on any split), AU probabilities their mean. Returns (class probabilities, AU probabilities)."""
+    logs = np.log(np.clip(np.stack(class_probabilities).astype(np.float64), 1e-12, None)).mean(axis=0)
+    fused = np.exp(logs - logs.max())
+    return fused / fused.sum(), np.mean(np.stack(au_probabilities).astype(np.float64), axis=0)
+
+
+def fuse(results: Sequence[AUResult]) -> AUResult:
+    """`fuse_probabilities` of whole window results; the latency is the sum of theirs."""
+    class_probs, probs = fuse_probabilities([r.class_probabilities for r in results],
+                                            [r.probabilities for r in results])
+    k = int(np.argmax(class_probs))
+    return AUResult(probs, SINGLE_LABEL_CLASSES[k], float(class_probs[k]), class_probs,
+                    float(sum(r.latency_ms for r in results)))
 
 
 class WindowAverage:

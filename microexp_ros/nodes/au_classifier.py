@@ -9,6 +9,13 @@ gives the same probabilities online and offline), averages them over the last `a
 (`WindowAverage`, as `microexp eval au --windows` scores it), applies the `ActivationFilter` hysteresis and publishes
 microexp_ros/AUPredictions stamped with the window end (host time).
 
+With `fuse_rgb`, a robot with both cameras gets the events model fused with a webcam model (`fuse`: a product of
+experts, as the `events SNN + RGB CNN` rows of `microexp eval au` score it; 88.0 % against 78.6 % events alone
+and 85.7 % webcam alone on the synthetic test split). The node keeps the recent frames the samples carry
+(`FrameHistory`) so that the webcam model sees the frames of the whole window; a sample without a frame is
+classified from events alone (`count/events_only_windows`), and a window reaching back before the first kept
+frame is counted (`count/rgb_history_short`: its earlier bins repeat the first frame, as `encode_frames` does).
+
 Before it subscribes (and before `/au_predictions` exists, which a bag player waits for) the node runs the
 model on a synthetic window: the first call of a fresh process costs about a second (numba runtime and
 kernels, torch's first allocations and the trace), which would otherwise delay the first real windows and
@@ -28,6 +35,7 @@ from __future__ import annotations
 import math
 import sys
 
+import numpy as np
 import torch
 from builtin_interfaces.msg import Time
 from event_camera_msgs.msg import EventPacket
@@ -36,11 +44,12 @@ from std_msgs.msg import Header
 
 from microexp_ros.events.array import synthetic_events
 from microexp_ros.facs import MODEL_AUS, au_name
-from microexp_ros.models.au_inference import ActivationFilter, AUPredictor, WindowAverage
+from microexp_ros.models.au_inference import (ActivationFilter, AUPredictor, AUResult, FrameHistory, WindowAverage,
+                                              fuse)
 from microexp_ros.models.weights import WeightsError
 from microexp_ros.msg import ActionUnit, AUPredictions, FaceRegion, SyncedSample
-from microexp_ros.nodes.sample_input import (RegionSource, RegionUnavailable, SampleWindow, read_sample,
-                                             region_param)
+from microexp_ros.nodes.sample_input import (RegionSource, RegionUnavailable, SampleWindow, camera_frame,
+                                             read_sample, region_param)
 from microexp_ros.ros import qos
 from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.params import Param, ParameterError, declare_parameters
@@ -76,11 +85,19 @@ PARAMS = [
           read_only=True),
     Param("window_rate_hz", 5.0, "window rate on `events_only_topic` (windows are the model's length)",
           min=0.01, max=1000.0, read_only=True),
+    Param("fuse_rgb", False, "fuse the events model with an RGB model on samples that carry a frame",
+          read_only=True),
+    Param("rgb_model_path", "", "RGB AU weights for fuse_rgb; empty = the shipped cnn_rgb_default", read_only=True),
+    Param("rgb_roi", [0, 0, 0, 0], "face region [x, y, w, h] in RGB pixels for fuse_rgb when use_face_region is "
+          "false; w = h = 0 means the whole frame", read_only=True),
     *GATE_PARAMS,
 ]
 
 # How far back the events-only stream keeps events (at least two of the model's windows).
 STREAM_HISTORY_NS = 1_000_000_000
+# Webcam frames kept for fuse_rgb: half a second at 30 fps, more than a 200 ms window and the frame before it.
+RGB_HISTORY_FRAMES = 16
+DEFAULT_RGB_MODEL = "cnn_rgb_default.safetensors"
 
 
 def _warm_up(predictor: AUPredictor) -> list[float]:
@@ -97,7 +114,8 @@ class AUClassifierNode(Node):
     def __init__(self) -> None:
         super().__init__("au_classifier")
         p = declare_parameters(self, PARAMS)
-        self.regions = RegionSource(p["use_face_region"], region_param("roi", p["roi"]), None, p["face_id"],
+        self.regions = RegionSource(p["use_face_region"], region_param("roi", p["roi"]),
+                                    region_param("rgb_roi", p["rgb_roi"]), p["face_id"],
                                     int(p["face_region_max_age_s"] * 1e9))
         if p["off_threshold"] > p["on_threshold"]:
             raise ParameterError(f"off_threshold {p['off_threshold']} is above on_threshold {p['on_threshold']}")
@@ -106,6 +124,8 @@ class AUClassifierNode(Node):
         if self.predictor.modality != "events":
             raise WeightsError(f"weights '{self.predictor.name}' take {self.predictor.modality} input; "
                                "au_classifier needs an events model")
+        self.rgb_predictor = self._rgb_model(p) if p["fuse_rgb"] else None
+        self.frames = FrameHistory(RGB_HISTORY_FRAMES)
         self.average = WindowAverage(p["average_windows"])
         self.filter = ActivationFilter(p["on_threshold"], p["off_threshold"], p["min_windows"])
         self.params = p
@@ -135,6 +155,22 @@ class AUClassifierNode(Node):
         self.get_logger().info(f"warm-up ({self.predictor.runner} model) on a synthetic {side}x{side} window: "
                                + ", ".join(f"{ms:.0f}" for ms in times) + " ms")
 
+    def _rgb_model(self, p: dict) -> AUPredictor:
+        """The webcam model of fuse_rgb, checked against the events model's window and warmed up."""
+        from microexp_ros.resources import share_path
+
+        model = AUPredictor.from_file(p["rgb_model_path"] or share_path("models", DEFAULT_RGB_MODEL))
+        if model.modality != "rgb":
+            raise WeightsError(f"rgb_model_path '{model.name}' takes {model.modality} input, not rgb")
+        if model.window_ns != self.predictor.window_ns:
+            raise WeightsError(f"rgb_model_path '{model.name}' has {model.window_ns / 1e6:g} ms windows, the events "
+                               f"model {self.predictor.window_ns / 1e6:g} ms")
+        side = 2 * model.size
+        model.predict_frames(np.zeros((2, side, side, 3), np.uint8), np.array([0, model.window_ns // 2]), 0,
+                             model.window_ns, (0, 0, side, side))
+        self.get_logger().info(f"fusing with RGB model '{model.name}'")
+        return model
+
     def on_face_region(self, msg: FaceRegion) -> None:
         self.health.count("in:face_region")
         self.regions.update_from_msg(msg)
@@ -149,7 +185,14 @@ class AUClassifierNode(Node):
             return
         if window.count_mismatch:
             self.health.error("event_count_mismatch", f"sample {msg.sequence} says {msg.event_count} events")
-        self.classify(window, msg.window_start, msg.window_end, msg.header.frame_id)
+        has_frame = False
+        if self.rgb_predictor is not None and msg.has_rgb:
+            try:
+                self.frames.add(from_time_msg(msg.rgb.header.stamp), camera_frame(msg.rgb))
+                has_frame = True
+            except ValueError as error:
+                self.health.error("bad_rgb", str(error))
+        self.classify(window, msg.window_start, msg.window_end, msg.header.frame_id, has_frame)
 
     def on_events(self, msg: EventPacket) -> None:
         self.health.count("in:packets")
@@ -166,8 +209,10 @@ class AUClassifierNode(Node):
                           to_time_msg(max(self.stream.clock.to_host(cut.start), 0)),
                           to_time_msg(max(self.stream.clock.to_host(cut.end), 0)), msg.header.frame_id)
 
-    def classify(self, window: SampleWindow, window_start: Time, window_end: Time, frame_id: str) -> None:
-        """Run the model on one window and publish its AUPredictions (or count why not)."""
+    def classify(self, window: SampleWindow, window_start: Time, window_end: Time, frame_id: str,
+                 has_frame: bool = False) -> None:
+        """Run the model on one window (fused with the RGB model when `has_frame`) and publish its AUPredictions
+        (or count why not)."""
         length, expected = window.t1_ns - window.t0_ns, self.predictor.window_ns
         if abs(length - expected) > self.params["window_tolerance"] * expected:
             self.health.drop("window_length")
@@ -181,6 +226,10 @@ class AUClassifierNode(Node):
         try:
             result = self.predictor.predict(window.events, window.t0_ns, window.t1_ns, roi,
                                             (window.width, window.height))
+            if has_frame:
+                result = fuse([result, self._predict_rgb(face.rgb_roi, window_start, window_end)])
+            elif self.rgb_predictor is not None:
+                self.health.count("events_only_windows")
         except ValueError as error:
             self.health.error("bad_region", str(error))
             return
@@ -195,15 +244,29 @@ class AUClassifierNode(Node):
             self.current_face_id = face_id
         probabilities = self.average.update(result.probabilities)
         active = self.filter.update(probabilities)
+        modality, name = AUPredictions.MODALITY_EVENTS, self.predictor.name
+        if has_frame:
+            modality, name = AUPredictions.MODALITY_EVENTS_RGB, f"{name}+{self.rgb_predictor.name}"
         out = AUPredictions(header=Header(stamp=window_end, frame_id=frame_id), face_id=face_id,
-                            window_start=window_start, window_end=window_end, modality=AUPredictions.MODALITY_EVENTS,
-                            model_name=self.predictor.name, inference_latency_ms=float(result.latency_ms))
+                            window_start=window_start, window_end=window_end, modality=modality,
+                            model_name=name, inference_latency_ms=float(result.latency_ms))
         out.action_units = [ActionUnit(number=n, name=au_name(n), probability=float(prob), active=bool(on),
                                        intensity=math.nan)
                             for n, prob, on in zip(MODEL_AUS, probabilities, active)]
         self.gate.publish(out)
         self.health.count("out:au_predictions")
         self.health.values["inference_latency_ms"] = float(result.latency_ms)
+
+
+    def _predict_rgb(self, rgb_roi: tuple[int, int, int, int] | None, window_start: Time,
+                     window_end: Time) -> AUResult:
+        """The RGB model on the kept frames over the window (host times, as the frames' stamps)."""
+        frames, times = self.frames.arrays()
+        t0, t1 = from_time_msg(window_start), from_time_msg(window_end)
+        if times[0] > t0:
+            self.health.count("rgb_history_short")
+        roi = rgb_roi or (0, 0, frames.shape[2], frames.shape[1])
+        return self.rgb_predictor.predict_frames(frames, times, t0, t1, roi)
 
 
 def main() -> None:
