@@ -277,8 +277,8 @@ def replay_graph(bag: str = "", rate: str = "", resolution: str = "high", verbos
                  dds_stamps: bool = False, fuse_rgb: bool = False) -> GraphRun:
     """Replay `bag` (default: the embedded one) through the hri graph, or only its `nodes`, with a collector
     listening; `parameters` overrides node parameters by node name (e.g. {"au_classifier": {"threads": 2}}),
-    `dds_stamps` is the Collector's, `fuse_rgb` the graph's au_fuse_rgb. The launcher's lines go to stdout when `verbose`, else to stderr, so that
-    a caller printing --json keeps stdout to its one JSON object."""
+    `dds_stamps` is the Collector's, `fuse_rgb` the graph's au_fuse_rgb. The launcher's lines go to stdout when
+    `verbose`, else to stderr, so that a caller printing --json keeps stdout to its one JSON object."""
     # No standby processes: their imports would take CPU from the one replay whose latency this measures
     # (a crashed node is still respawned, from a cold start).
     log = print if verbose else (lambda line: print(line, file=sys.stderr))

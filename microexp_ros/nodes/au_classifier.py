@@ -44,8 +44,8 @@ from std_msgs.msg import Header
 
 from microexp_ros.events.array import synthetic_events
 from microexp_ros.facs import MODEL_AUS, au_name
-from microexp_ros.models.au_inference import (ActivationFilter, AUPredictor, AUResult, FrameHistory, WindowAverage,
-                                              fuse)
+from microexp_ros.models.au_inference import (DEFAULT_RGB_MODEL, ActivationFilter, AUPredictor, AUResult,
+                                              FrameHistory, WindowAverage, fuse)
 from microexp_ros.models.weights import WeightsError
 from microexp_ros.msg import ActionUnit, AUPredictions, FaceRegion, SyncedSample
 from microexp_ros.nodes.sample_input import (RegionSource, RegionUnavailable, SampleWindow, camera_frame,
@@ -97,7 +97,6 @@ PARAMS = [
 STREAM_HISTORY_NS = 1_000_000_000
 # Webcam frames kept for fuse_rgb: half a second at 30 fps, more than a 200 ms window and the frame before it.
 RGB_HISTORY_FRAMES = 16
-DEFAULT_RGB_MODEL = "cnn_rgb_default.safetensors"
 
 
 def _warm_up(predictor: AUPredictor) -> list[float]:
