@@ -23,10 +23,14 @@ class FakePublisher:
 class FakeHealth:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.drops: Counter[str] = Counter()
         self.errors: list[tuple[str, str]] = []
 
     def count(self, stream: str, n: int = 1) -> None:
         self.counts[stream] += n
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.drops[reason] += n
 
     def error(self, kind: str, detail: str) -> None:
         self.errors.append((kind, detail))
@@ -104,3 +108,16 @@ def test_waiting_for_no_reader_publishes_at_once():
     gate = PublishGate(publisher, 0, 5.0, health)
     gate.publish(7)
     assert publisher.sent == [7] and not health.counts
+
+
+def test_at_most_max_held_wait_the_oldest_are_dropped_and_counted():
+    publisher, health, clock = FakePublisher(), FakeHealth(), Clock()
+    gate = PublishGate(publisher, 1, 60.0, health, clock, max_held=3)
+    for k in range(5):
+        gate.publish(k)
+    publisher.subscribers = 1
+    gate.poll()
+    clock.now += 2 * DISCOVERY_SETTLE_S
+    gate.poll()
+    assert publisher.sent == [2, 3, 4] and health.drops["held_overflow"] == 2
+    assert health.counts["held_until_matched"] == 3

@@ -5,7 +5,8 @@ node that publishes as soon as its first input arrives can do so before a downst
 a loaded machine that takes hundreds of milliseconds after both exist), and that reader never sees those
 messages. `PublishGate` holds messages until `wanted` subscribers have been matched for DISCOVERY_SETTLE_S
 (or `timeout_s` after the first held message, when it opens anyway and reports it), then opens for good: a
-reader that restarts later misses only what was sent while it was away, and a live stream never stalls.
+reader that restarts later misses only what was sent while it was away, and a live stream never stalls. At
+most `max_held` messages wait (a live camera's frames while the model nodes load): the oldest go first.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ GATE_PARAMS = [
                                      "(0 = publish at once)", min=0, max=1000, read_only=True),
     Param("subscriber_timeout_s", 10.0, "after holding outputs this long, publish them anyway (an error)",
           min=0.0, max=3600.0, read_only=True),
+    Param("max_held", 100, "outputs held at most; beyond, the oldest are dropped (counted)", min=1, max=100000,
+          read_only=True),
 ]
 
 
@@ -39,6 +42,8 @@ class _Publisher(Protocol):
 
 class _Health(Protocol):
     def count(self, stream: str, n: int = 1) -> None: ...
+
+    def drop(self, reason: str, n: int = 1) -> None: ...
 
     def error(self, kind: str, detail: str) -> None: ...
 
@@ -66,11 +71,12 @@ class PublishGate:
     every POLL_S by the owner, e.g. a node timer) sends them when the readers are there or time is up."""
 
     def __init__(self, publisher: _Publisher, wanted: int, timeout_s: float, health: _Health,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_held: int = 100) -> None:
         self.publisher, self.timeout_s, self.health, self.clock = publisher, timeout_s, health, clock
         self.wait = SubscriberWait(publisher, wanted, clock=clock)
         self.is_open = wanted == 0
         self.held: deque[Any] = deque()
+        self.max_held = max_held
         self.first_held: float | None = None
 
     def publish(self, msg: Any) -> None:
@@ -79,6 +85,9 @@ class PublishGate:
             return
         if self.first_held is None:
             self.first_held = self.clock()
+        if len(self.held) == self.max_held:   # a live stream whose readers are slow to start: keep the newest
+            self.held.popleft()
+            self.health.drop("held_overflow")
         self.held.append(msg)
         self.poll()
 
@@ -104,6 +113,7 @@ class PublishGate:
 
 def gated(node: Node, publisher: _Publisher, params: dict[str, Any], health: _Health) -> PublishGate:
     """A PublishGate for `publisher` with GATE_PARAMS' values, polled by a timer of `node`."""
-    gate = PublishGate(publisher, params["wait_for_subscribers"], params["subscriber_timeout_s"], health)
+    gate = PublishGate(publisher, params["wait_for_subscribers"], params["subscriber_timeout_s"], health,
+                       max_held=params["max_held"])
     node.create_timer(POLL_S, gate.poll)
     return gate
