@@ -65,6 +65,7 @@ def test_eval_command_table_and_json(au_dataset, trained_models, tmp_path, capsy
     from microexp_ros.cli import main
 
     argv = ["eval", "au", "--data", str(au_dataset), "--snn-events", str(trained_models["snn_events"]),
+            "--snn-events-low", str(trained_models["snn_events_net"]),
             "--snn-events-ensemble", str(trained_models["snn_events_ensemble"]),
             "--snn-rgb", str(trained_models["snn_rgb"]), "--cnn-rgb", str(trained_models["cnn_rgb"]),
             "--out-dir", str(tmp_path / "png"), "--threads", "1"]
@@ -94,6 +95,28 @@ def test_eval_command_table_and_json(au_dataset, trained_models, tmp_path, capsy
     assert "events SNN high" in text and "per-AU F1" in text and "chance" in text
     assert main(argv + ["--windows", "2"]) == 0
     assert "probabilities averaged over 2 windows 33.3333 ms apart" in capsys.readouterr().out
+
+
+def test_eval_fuses_only_pairs_reading_one_window(au_dataset, trained_models, tmp_path, capsys):  # noqa: F811
+    """An events model with another window than the webcam CNN gets no fused row (au_classifier refuses to
+    fuse such a pair) and its fusion keys are null; the ensemble, with the CNN's window, keeps its rows."""
+    from microexp_ros.cli import main
+    from microexp_ros.models.au_inference import build_au_model
+    from microexp_ros.models.weights import read_sidecar, save_model
+
+    config = {**read_sidecar(trained_models["snn_events"])["config"], "window_ns": 150_000_000}
+    other = save_model(tmp_path / "snn_150ms.safetensors", build_au_model(config), config, {})
+    capsys.readouterr()
+    assert main(["eval", "au", "--data", str(au_dataset), "--snn-events", str(other),
+                 "--snn-events-low", str(trained_models["snn_events"]),
+                 "--snn-events-ensemble", str(trained_models["snn_events_ensemble"]),
+                 "--snn-rgb", str(trained_models["snn_rgb"]), "--cnn-rgb", str(trained_models["cnn_rgb"]),
+                 "--out-dir", str(tmp_path / "png"), "--threads", "1", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["fusion_accuracy"] is None and payload["fusion_macro_f1"] is None
+    assert "events SNN + RGB CNN high" not in payload["rows"] and "events SNN high" in payload["rows"]
+    assert payload["ensemble_fusion_accuracy"] == \
+        payload["rows"]["events SNN ensemble + RGB CNN high"]["all"]["accuracy"]
 
 
 def test_offline_evaluation_equals_the_online_predictor(au_dataset, trained_models):  # noqa: F811
@@ -174,14 +197,17 @@ def test_shipped_weights_load_and_the_events_model_runs_on_a_generated_window():
     from microexp_ros.bench.au import bench_window
     from microexp_ros.facs import SINGLE_LABEL_CLASSES
     from microexp_ros.models.au_inference import AUPredictor
+    from microexp_ros.models.shipped import DEFAULT_LOW_EVENTS_MODEL
     from microexp_ros.resources import share_path
 
     torch.set_num_threads(1)
-    predictor = AUPredictor.from_file()  # the shipped default events model
+    predictor = AUPredictor.from_file()  # the shipped default events model (high-resolution sensors)
+    low = AUPredictor.from_file(share_path("models", DEFAULT_LOW_EVENTS_MODEL))
     assert predictor.modality == "events" and predictor.meta["data"]["clips"]["train"] > 0
-    # Provenance: the training command and seed of the model, or of each member of an ensemble.
-    for made in predictor.meta.get("members", [predictor.meta]):
-        assert made["command"].startswith("microexp train au ") and made["seed"] == 0
+    assert (predictor.meta["config"]["resolution"], low.meta["config"]["resolution"]) == ("high", "low")
+    # Provenance: the training command and seed of each model, or of each member of an ensemble.
+    for made in predictor.meta.get("members", [predictor.meta]) + [low.meta]:
+        assert made["command"].startswith("microexp train au ") and f"--seed {made['seed']} " in made["command"]
     events, t0, t1, sensor = bench_window()  # a simulated AU12 clip at the default geometry
     first = predictor.predict(events, t0, t1, (0, 0, *sensor), sensor)
     second = predictor.predict(events, t0, t1, (0, 0, *sensor), sensor)

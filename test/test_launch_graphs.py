@@ -171,6 +171,20 @@ def test_the_hri_bag_player_waits_for_the_graphs_processing_nodes():
     assert (wanted["time_sync"], wanted["au_classifier"]) == (3, 1)
 
 
+def test_low_resolution_events_get_the_low_resolution_au_model():
+    from microexp_ros.models.shipped import DEFAULT_LOW_EVENTS_MODEL
+    from microexp_ros.resources import share_path
+
+    def classifier(args: dict) -> dict:
+        return dict(next(s for s in resolve("hri", args)[1] if s.name == "au_classifier").parameters)
+
+    assert "model_path" not in classifier({"source": "bag"})     # the node's own default: high resolution
+    low = classifier({"source": "bag", "resolution": "low"})["model_path"]
+    assert low == str(share_path("models", DEFAULT_LOW_EVENTS_MODEL)) and Path(low).is_file()
+    assert classifier({"source": "sim", "resolution": "low", "au_model": "/w.safetensors"})["model_path"] == \
+        "/w.safetensors"
+
+
 def test_au_fuse_rgb_turns_fusion_on_only_where_an_rgb_stream_exists():
     def fusing(args: dict) -> bool:
         return next(s for s in resolve("hri", args)[1] if s.name == "au_classifier").parameters["fuse_rgb"]

@@ -12,6 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from microexp_ros.models.shipped import DEFAULT_LOW_EVENTS_MODEL
+from microexp_ros.resources import share_path
+
 
 @dataclass(frozen=True)
 class Argument:
@@ -173,6 +176,8 @@ def hri(args: Mapping[str, str]) -> list[NodeSpec]:
     recon: dict[str, Any] = {"use_face_region": detect}
     if args["au_model"]:
         classifier["model_path"] = args["au_model"]
+    elif args["resolution"] == "low":   # the shipped default of that sensor (empty = the high-resolution one)
+        classifier["model_path"] = str(share_path("models", DEFAULT_LOW_EVENTS_MODEL))
     if args["recon_model"]:
         recon["model_path"] = args["recon_model"]
     # Processing nodes respawn like the drivers: a robot keeps its AU stream through a crashed node.
@@ -202,7 +207,8 @@ _HRI_ARGUMENTS = {
     "loop": Argument("false", "with source:=bag, replay in a loop (the player then respawns too)", ("true", "false")),
     "visualize": Argument("true", "publish /visualizer/events and /visualizer/au_overlay images",
                           ("true", "false")),
-    "resolution": Argument("high", "event resolution to use from a bag or the simulator", ("high", "low")),
+    "resolution": Argument("high", "event resolution to use from a bag or the simulator; low also selects the "
+                                   "low-resolution AU model (unless au_model is given)", ("high", "low")),
     "video": Argument("", "with source:=sim, a face video for the event simulator to watch; empty = the "
                           "synthetic face generator"),
     "lighting": Argument("normal", "with source:=sim and no video, the synthetic face's lighting", LIGHTING),

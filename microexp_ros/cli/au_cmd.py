@@ -8,8 +8,14 @@ from pathlib import Path
 
 from microexp_ros.cli.output import add_json_flag, emit, format_table
 
-SHIPPED = {"events SNN": "snn_events_default", "events SNN ensemble": "snn_events_ensemble",
-           "RGB SNN": "snn_rgb_default", "RGB CNN": "cnn_rgb_default"}
+# The rows `eval au` scores: (row, shipped weights stem, input). Each event resolution has its own default model
+# (trained on that sensor alone); the ensemble runs on both.
+SHIPPED_ROWS = (("events SNN high", "snn_events_default", "high"),
+                ("events SNN low", "snn_events_low_default", "low"),
+                ("events SNN ensemble high", "snn_events_ensemble", "high"),
+                ("events SNN ensemble low", "snn_events_ensemble", "low"),
+                ("RGB SNN", "snn_rgb_default", "rgb"), ("RGB CNN", "cnn_rgb_default", "rgb"))
+SHIPPED = {stem: [row for row, s, _ in SHIPPED_ROWS if s == stem] for _, stem, _ in SHIPPED_ROWS}
 # The end-to-end latency's stages, split at DDS source timestamps (Collector.stages_after_run).
 STAGES = {"sync": "closing packet -> time_sync publishes the sample",
           "classify": "-> au_classifier publishes (hop, decode, model)",
@@ -73,9 +79,10 @@ def register(group) -> None:
     ev.add_argument("--data", type=Path, help="dataset directory (default: the training data recorded in the events "
                     "model's sidecar; if absent, the error names the `microexp data generate` command that makes it)")
     ev.add_argument("--split", default="test")
-    for label, stem in SHIPPED.items():
+    for stem, rows in SHIPPED.items():
         flag = "--" + stem.replace("_default", "").replace("_", "-")
-        ev.add_argument(flag, type=Path, dest=stem, help=f"{label} weights (default: shipped {stem})")
+        ev.add_argument(flag, type=Path, dest=stem, help=f"weights of the {' / '.join(rows)} row(s) (default: "
+                                                        f"shipped {stem})")
     ev.add_argument("--windows", type=int, default=1,
                     help="score each clip on the mean probabilities of its protocol window and the next windows, "
                          "--window-step-ms apart (what au_classifier publishes with average_windows = this)")
@@ -154,15 +161,9 @@ def _rows(args: argparse.Namespace):
     from microexp_ros.models.au_inference import AUPredictor
     from microexp_ros.resources import share_path
 
-    rows = []
-    for label, stem in SHIPPED.items():
-        path = getattr(args, stem) or share_path("models", f"{stem}.safetensors")
-        predictor = AUPredictor.from_file(path)
-        if predictor.modality == "events":
-            rows += [Row(f"{label} high", predictor, "high"), Row(f"{label} low", predictor, "low")]
-        else:
-            rows.append(Row(label, predictor, "rgb"))
-    return rows
+    predictors = {stem: AUPredictor.from_file(getattr(args, stem) or share_path("models", f"{stem}.safetensors"))
+                  for stem in SHIPPED}
+    return [Row(name, predictors[stem], source) for name, stem, source in SHIPPED_ROWS]
 
 
 def _training_data(predictor) -> Path:
@@ -207,13 +208,17 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"dataset {args.data} has no '{args.split}' clips")
     preds = predict_clips(args.data, manifest, entries, rows, args.windows, int(round(args.window_step_ms * 1e6)))
     names = [r.name for r in rows]
-    # A robot with both cameras: each events row fused with the webcam CNN (au_classifier's fuse_rgb).
-    for row in [r for r in rows if r.resolution != "rgb"]:
+    # A robot with both cameras: each events row fused with the webcam CNN (au_classifier's fuse_rgb), where
+    # both read the same window (the node refuses other pairs).
+    cnn = next(r for r in rows if r.name == "RGB CNN")
+    for row in [r for r in rows if r.resolution != "rgb" and r.predictor.window_ns == cnn.predictor.window_ns]:
         label, resolution = row.name.rsplit(" ", 1)
         fused = f"{label} + RGB CNN {resolution}"
-        preds += fused_predictions(preds, (row.name, "RGB CNN"), fused)
+        preds += fused_predictions(preds, (row.name, cnn.name), fused)
         names.append(fused)
     summary = summarise(preds, names)
+    fusion, ensemble_fusion = (summary.get(f"{label} + RGB CNN high", {}).get("all", {})
+                               for label in ("events SNN", "events SNN ensemble"))
     pngs = plot_confusions(summary, args.out_dir)
     events, rgb = summary["events SNN high"], summary["RGB SNN"]
     payload = {
@@ -223,10 +228,10 @@ def run_eval(args: argparse.Namespace) -> int:
         "ensemble_accuracy": summary["events SNN ensemble high"]["all"]["accuracy"],
         "ensemble_macro_f1": summary["events SNN ensemble high"]["all"]["macro_f1"],
         "ensemble_low_accuracy": summary["events SNN ensemble low"]["all"]["accuracy"],
-        "fusion_accuracy": summary["events SNN + RGB CNN high"]["all"]["accuracy"],
-        "fusion_macro_f1": summary["events SNN + RGB CNN high"]["all"]["macro_f1"],
-        "ensemble_fusion_accuracy": summary["events SNN ensemble + RGB CNN high"]["all"]["accuracy"],
-        "ensemble_fusion_macro_f1": summary["events SNN ensemble + RGB CNN high"]["all"]["macro_f1"],
+        # None where the events model's window differs from the CNN's (no fused row then)
+        "fusion_accuracy": fusion.get("accuracy"), "fusion_macro_f1": fusion.get("macro_f1"),
+        "ensemble_fusion_accuracy": ensemble_fusion.get("accuracy"),
+        "ensemble_fusion_macro_f1": ensemble_fusion.get("macro_f1"),
         "rgb_accuracy": rgb["all"]["accuracy"], "rgb_macro_f1": rgb["all"]["macro_f1"],
         "cnn_rgb_accuracy": summary["RGB CNN"]["all"]["accuracy"],
         "cnn_rgb_macro_f1": summary["RGB CNN"]["all"]["macro_f1"],

@@ -25,11 +25,10 @@ from microexp_ros.bench.timing import latencies_ms
 from microexp_ros.events.histogram import polarity_histograms
 from microexp_ros.events.window import crop, window_slice
 from microexp_ros.facs import MODEL_AUS, NEUTRAL, SINGLE_LABEL_CLASSES
+from microexp_ros.models.shipped import DEFAULT_EVENTS_MODEL
 from microexp_ros.models.weights import WeightsError, load_model
 
 DEFAULT_WINDOW_NS = 200_000_000
-DEFAULT_EVENTS_MODEL = "snn_events_default.safetensors"
-DEFAULT_RGB_MODEL = "cnn_rgb_default.safetensors"     # the webcam model au_classifier fuses with (fuse_rgb)
 MODALITIES = ("events", "rgb")
 # Event input encodings: "polarity" = log counts per polarity (2 channels); "polarity_net" adds the signed net
 # count ON - OFF (3 channels): a periodic ripple over whole periods (mains flicker: 5 per 50 ms bin) cancels
