@@ -298,4 +298,4 @@ def test_frame_history_keeps_the_last_frames_and_restarts_on_a_new_size():
     assert times.tolist() == [20, 30, 40] and frames[:, 0, 0].tolist() == [2, 3, 4]
     history.add(50, np.zeros((8, 6), np.uint8))
     frames, times = history.arrays()
-    assert times.tolist() == [50] and frames.shape == (1, 8, 6) and history.first_time() == 50
+    assert times.tolist() == [50] and frames.shape == (1, 8, 6)

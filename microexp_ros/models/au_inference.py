@@ -180,9 +180,6 @@ class FrameHistory:
             raise ValueError("no frame yet")
         return np.stack([f for _, f in self._frames]), np.array([t for t, _ in self._frames], dtype=np.int64)
 
-    def first_time(self) -> int | None:
-        return self._frames[0][0] if self._frames else None
-
 
 # --- models ----------------------------------------------------------------------------------------------------
 

@@ -256,7 +256,6 @@ class AUClassifierNode(Node):
         self.health.count("out:au_predictions")
         self.health.values["inference_latency_ms"] = float(result.latency_ms)
 
-
     def _predict_rgb(self, rgb_roi: tuple[int, int, int, int] | None, window_start: Time,
                      window_end: Time) -> AUResult:
         """The RGB model on the kept frames over the window (host times, as the frames' stamps)."""
