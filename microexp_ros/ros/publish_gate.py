@@ -112,8 +112,16 @@ class PublishGate:
 
 
 def gated(node: Node, publisher: _Publisher, params: dict[str, Any], health: _Health) -> PublishGate:
-    """A PublishGate for `publisher` with GATE_PARAMS' values, polled by a timer of `node`."""
+    """A PublishGate for `publisher` with GATE_PARAMS' values, polled by a timer of `node` until it opens."""
     gate = PublishGate(publisher, params["wait_for_subscribers"], params["subscriber_timeout_s"], health,
                        max_held=params["max_held"])
-    node.create_timer(POLL_S, gate.poll)
+    if gate.is_open:
+        return gate
+
+    def poll() -> None:
+        gate.poll()
+        if gate.is_open:   # open for good: the node need not wake up for it any more
+            timer.cancel()
+
+    timer = node.create_timer(POLL_S, poll)
     return gate
