@@ -89,7 +89,7 @@ def test_au_path_is_player_sync_and_classifier_waiting_only_for_them():
     path = select_nodes(specs, AU_PATH)
     assert [spec.name for spec in path] == list(AU_PATH)
     player = path[0]
-    assert player.parameters["wait_for_publishers"] == ["/time_sync/samples", "/au_predictions"]
+    assert player.parameters["wait_for_ready"] == ["/time_sync/ready", "/au_classifier/ready"]
     assert (path[1].parameters["wait_for_subscribers"], path[2].parameters["wait_for_subscribers"]) == (1, 0)
     assert player.parameters["exit_when_done"] is True
     tuned = override_parameters(path, {"au_classifier": {"threads": 2}})

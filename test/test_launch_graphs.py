@@ -158,11 +158,11 @@ def test_sim_graph_defaults_to_the_synthetic_face_and_watches_a_video_on_request
 def test_the_hri_bag_player_waits_for_the_graphs_processing_nodes():
     _, specs = resolve("hri", {"source": "bag"})
     player = next(s for s in specs if s.name == "bag_player")
-    waits = ["/time_sync/samples", "/au_predictions", "/reconstruction/image", "/face_region/region"]
-    assert player.parameters["wait_for_publishers"] == waits
+    waits = ["/time_sync/ready", "/au_classifier/ready", "/reconstruction/ready", "/face_region/ready"]
+    assert player.parameters["wait_for_ready"] == waits
     assert {"time_sync", "au_classifier", "reconstruction", "face_region"} <= {s.name for s in specs}
     # on the command line the launcher gives the player, too
-    assert json.loads(command_view(node_command(player), False)["parameters"]["wait_for_publishers"]) == waits
+    assert json.loads(command_view(node_command(player), False)["parameters"]["wait_for_ready"]) == waits
     # time_sync and au_classifier hold their first outputs for their readers: with the visualizer 4 and 2
     wanted = {s.name: s.parameters.get("wait_for_subscribers") for s in specs}
     assert (wanted["time_sync"], wanted["au_classifier"]) == (4, 2)

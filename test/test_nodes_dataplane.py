@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.serialization import deserialize_message
+from std_msgs.msg import Bool
 
 from microexp_ros.data.bag_io import BagReader, BagWriter, TopicQos
 from microexp_ros.data.typestore import EVENT_PACKET, IMAGE, typestore
@@ -155,11 +156,32 @@ def test_time_sync_holds_its_first_samples_until_its_reader_matched(tmp_path, ro
     samples = [deserialize_message(b, SyncedSample) for b in read_blobs(files[0])]
     assert [s.sequence for s in samples] == list(range(expected))
     diag, diag_files = recorder(tmp_path, ros_env, [
-        {"topic": "/diagnostics", "type": "diagnostic_msgs/msg/DiagnosticArray", "qos": "reliable", "count": 2}], 30)
+        {"topic": "/diagnostics", "type": "diagnostic_msgs/msg/DiagnosticArray", "qos": "reliable", "count": 2},
+        {"topic": "/time_sync/ready", "type": "std_msgs/msg/Bool", "qos": "latched", "count": 1}], 30)
     assert finish(diag, [sync]) == 0
     values = _diagnostics(read_blobs(diag_files[0]))
     assert int(values["count/held_until_matched"]) == expected
     assert "error/subscribers_not_matched" not in values
+    # its latched ready flag says the gate opened with its reader matched
+    assert [deserialize_message(b, Bool).data for b in read_blobs(diag_files[1])] == [True]
+
+
+def test_bag_player_plays_only_once_the_graph_says_ready(tmp_path, ros_env):
+    """A bag player told to wait for a node's `~/ready` flag plays nothing until that node is up, then all."""
+    from microexp_ros.nodes.bag_player import EMBEDDED_BAG
+    from microexp_ros.resources import share_path
+
+    topic = "/ground_truth/au"
+    count = BagReader(share_path(*EMBEDDED_BAG)).topics[topic].count
+    rec, files = recorder(tmp_path, ros_env, [{"topic": topic, "type": "microexp_ros/msg/AUGroundTruth",
+                                               "qos": "reliable", "count": count}], 90)
+    player = node("bag_player", ros_env, "-p", f"topics:=['{topic}']", "-p", "rate:=4.0",
+                  "-p", "wait_for_ready:=['/face_region/ready']", "-p", "exit_when_done:=true")
+    time.sleep(6.0)   # the bag's topic plays in under 2 s at rate 4: still there means it waits
+    assert player.poll() is None, player.stdout.read()
+    region = node("face_region", ros_env, "-p", "source:=static")
+    assert finish(rec, [region], exiting=[player]) == 0
+    assert len(read_blobs(files[0])) == count
 
 
 def known_offset_bag(path: Path, events: np.ndarray, offset_ns: int, drift_ppm: float, rng) -> tuple[list, list]:

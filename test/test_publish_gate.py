@@ -121,3 +121,21 @@ def test_at_most_max_held_wait_the_oldest_are_dropped_and_counted():
     gate.poll()
     assert publisher.sent == [2, 3, 4] and health.drops["held_overflow"] == 2
     assert health.counts["held_until_matched"] == 3
+
+
+def test_on_open_says_whether_the_readers_matched_once():
+    opened: list[bool] = []
+    publisher, health, clock = FakePublisher(), FakeHealth(), Clock()
+    gate = PublishGate(publisher, 1, 5.0, health, clock, on_open=opened.append)
+    publisher.subscribers = 1
+    gate.poll()
+    assert opened == []                  # matched, not yet settled
+    clock.now += 2 * DISCOVERY_SETTLE_S
+    gate.poll()
+    gate.poll()
+    assert opened == [True]
+    late = PublishGate(FakePublisher(), 1, 5.0, health, clock, on_open=opened.append)
+    late.publish("x")
+    clock.now += 5.0
+    late.poll()
+    assert opened == [True, False]       # opened on its timeout, without its reader

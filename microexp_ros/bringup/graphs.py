@@ -39,10 +39,10 @@ class NodeSpec:
 # Respawn delay of the HRI graphs' nodes: short, since a robot waits on /au_predictions while a node restarts.
 FAST_RESPAWN_S = 0.1
 
-# What each processing node publishes once it is up (they take seconds to load torch and their weights): a bag
-# player starts the replay only when the nodes of its graph publish these, so every window reaches them.
-READY_TOPICS = {"time_sync": "/time_sync/samples", "au_classifier": "/au_predictions",
-                "reconstruction": "/reconstruction/image", "face_region": "/face_region/region"}
+# The processing nodes a bag player waits for (they take seconds to load torch and their weights): it starts
+# the replay only when each of them in its graph has said on `~/ready` that it is up and, for the nodes of
+# READERS, that its readers have matched, so every window flows through in real time.
+READY_NODES = ("time_sync", "au_classifier", "reconstruction", "face_region")
 # The nodes that read what time_sync and au_classifier publish. Each of the two holds its first outputs until
 # as many of these as its graph runs have matched it (`wait_for_subscribers`, microexp_ros.ros.publish_gate):
 # under load a reader can match a writer after the first messages were sent, and never gets them.
@@ -144,11 +144,12 @@ def _event_sources(args: Mapping[str, str], config: tuple[str, ...]) -> tuple[li
 
 
 def wait_for_ready(specs: list[NodeSpec], outside_readers: Mapping[str, int] | None = None) -> list[NodeSpec]:
-    """`specs` with the bag player (if any) waiting for the READY_TOPICS of the nodes among them, and the
-    nodes of READERS waiting for their readers among them plus `outside_readers[node]` (e.g. a collector)."""
+    """`specs` with the bag player (if any) waiting for the `~/ready` flags (microexp_ros.ros.ready) of the
+    READY_NODES among them, and the nodes of READERS waiting for their readers among them plus
+    `outside_readers[node]` (e.g. a collector)."""
     names = {spec.name for spec in specs}
-    waits = [topic for node, topic in READY_TOPICS.items() if node in names]
-    added: dict[str, dict[str, Any]] = {"bag_player": {"wait_for_publishers": waits}}
+    waits = [f"/{node}/ready" for node in READY_NODES if node in names]
+    added: dict[str, dict[str, Any]] = {"bag_player": {"wait_for_ready": waits}}
     for node, readers in READERS.items():
         wanted = len(names.intersection(readers)) + (outside_readers or {}).get(node, 0)
         added[node] = {"wait_for_subscribers": wanted}

@@ -132,8 +132,8 @@ class AUClassifierNode(Node):
         self.health = Health(self)
         self.current_face_id: str | None = None
         self.last_sequence: int | None = None
-        # Subscriptions before publishers: a bag player that waits for our publishers then knows our inputs
-        # were announced first, so the first samples are not missed.
+        # Subscriptions first: the `~/ready` flag a bag player waits for comes after them, so the first
+        # samples are not missed.
         if p["events_only_topic"]:
             window_ns = self.predictor.window_ns
             self.stream = EventStreamWindows(WindowCutter(max(STREAM_HISTORY_NS, 2 * window_ns)),

@@ -25,6 +25,7 @@ from microexp_ros.ros.dds import DISCOVERY_SETTLE_S
 from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.msg_types import message_class
 from microexp_ros.ros.params import Param, declare_parameters
+from microexp_ros.ros.ready import ReadyFlags
 from microexp_ros.ros.runtime import run_node
 
 PARAMS = [
@@ -36,9 +37,9 @@ PARAMS = [
     Param("exit_when_done", True, "exit after the last message (else stay idle)"),
     Param("wait_for_subscribers", 0, "before playing, wait until every topic has this many subscribers",
           min=0, max=100),
-    Param("wait_for_publishers", [""], "before playing, wait until each of these topics has a publisher: the "
-          "downstream nodes of a graph are up (empty entries ignored)"),
-    Param("subscriber_timeout_s", 30.0, "longest wait for subscribers and publishers (s)", min=0.0, max=3600.0),
+    Param("wait_for_ready", [""], "before playing, wait for a flag on each of these latched `~/ready` topics: "
+          "the downstream nodes of a graph are up and their readers matched (empty entries ignored)"),
+    Param("subscriber_timeout_s", 30.0, "longest wait for subscribers and ready flags (s)", min=0.0, max=3600.0),
 ]
 EMBEDDED_BAG = ("bags", "default")
 
@@ -69,6 +70,7 @@ class BagPlayer(Node):
                 self.health.error("topic_not_playable", f"{topic}: {exc}")
                 continue
             self.publishers_by_topic[topic] = self.create_publisher(cls, topic, qos_profile(info.qos))
+        self.ready = ReadyFlags(self, [t for t in self.p["wait_for_ready"] if t])
         if not self.publishers_by_topic:
             raise ValueError(f"{path}: no playable topic (have: {', '.join(self.reader.topics)})")
         self.get_logger().info(f"playing {path}: " + ", ".join(
@@ -107,15 +109,14 @@ class BagPlayer(Node):
 
     def _wait_for_subscribers(self) -> None:
         wanted = self.p["wait_for_subscribers"]
-        downstream = [t for t in self.p["wait_for_publishers"] if t]
-        if not wanted and not downstream:
-            return
-        deadline = time.monotonic() + self.p["subscriber_timeout_s"]
 
         def missing() -> list[str]:
             topics = [t for t, p in self.publishers_by_topic.items() if p.get_subscription_count() < wanted]
-            return topics + [t for t in downstream if self.count_publishers(t) == 0]
+            return topics + self.ready.missing()
 
+        if not missing():
+            return
+        deadline = time.monotonic() + self.p["subscriber_timeout_s"]
         while missing():
             if time.monotonic() > deadline:
                 self.health.error("graph_not_ready", f"after {self.p['subscriber_timeout_s']} s still waiting for "
@@ -123,7 +124,9 @@ class BagPlayer(Node):
                 break
             if self._stop.wait(0.05):
                 return
-        self._stop.wait(DISCOVERY_SETTLE_S)  # the subscribers must match us too
+        if self.ready.unmatched():
+            self.health.error("graph_not_ready", f"{self.ready.unmatched()}: not all readers matched; playing")
+        self._stop.wait(DISCOVERY_SETTLE_S)  # the subscribers we saw, and those of the nodes, must match us too
 
     def close(self) -> None:
         self._stop.set()

@@ -25,6 +25,7 @@ from microexp_ros.nodes.sample_input import camera_frame, region_param
 from microexp_ros.ros import qos
 from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.params import Param, ParameterError, declare_parameters
+from microexp_ros.ros.ready import announce_ready
 from microexp_ros.ros.runtime import run_node
 
 SOURCES = ("samples", "image", "static")
@@ -78,8 +79,8 @@ class FaceRegionNode(Node):
         self.detector = None if p["source"] == "static" else FaceDetector(p["upsample"], p["threshold"],
                                                                           p["max_side"])
         self.health = Health(self)
-        # Subscriptions before publishers: a bag player that waits for our publishers then knows our inputs
-        # were announced first, so the first samples are not missed.
+        # Subscriptions first: the `~/ready` flag a bag player waits for comes after them, so the first
+        # samples are not missed.
         if p["source"] == "image":
             self.create_subscription(Image, "image", self.on_image, qos.image_qos())
         else:
@@ -87,6 +88,7 @@ class FaceRegionNode(Node):
         self.region_pub = self.create_publisher(FaceRegion, "~/region", qos.predictions_qos())
         self.roi_pub = self.create_publisher(NormalizedRegionOfInterest2D, f"/humans/faces/{p['face_id']}/roi",
                                              qos.predictions_qos())
+        announce_ready(self)
 
     def _sensor_size(self, msg: SyncedSample | None) -> tuple[int, int] | None:
         if 0 not in self.event_size:

@@ -37,6 +37,7 @@ from microexp_ros.ros.diagnostics import Health
 from microexp_ros.ros.image import to_image
 from microexp_ros.ros.params import Param, declare_parameters
 from microexp_ros.ros.prepared_model import PreparedModel
+from microexp_ros.ros.ready import announce_ready
 from microexp_ros.ros.runtime import run_node
 from microexp_ros.ros.stamps import from_time_msg
 
@@ -97,13 +98,14 @@ class ReconstructionNode(Node):
         self.warm_up(None if p["use_face_region"] else self.regions.fixed.event_roi)
         self.health = Health(self)
         self.keyframe: np.ndarray | None = None
-        # Subscriptions before publishers: a bag player that waits for our publishers then knows our inputs
-        # were announced first, so the first samples are not missed.
+        # Subscriptions first: the `~/ready` flag a bag player waits for comes after them, so the first
+        # samples are not missed.
         self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos())
         if p["use_face_region"]:
             self.create_subscription(FaceRegion, "face_region", self.on_face_region, qos.predictions_qos())
         self.image_pub = self.create_publisher(Image, "~/image", qos.image_qos())
         self.quality_pub = self.create_publisher(ReconstructionQuality, "~/quality", qos.predictions_qos())
+        announce_ready(self)
 
     def warm_up(self, roi: tuple[int, int, int, int] | None) -> None:
         """Reconstruct a synthetic window of the fixed region's size (WARM_UP_SIZE when it is not known)."""

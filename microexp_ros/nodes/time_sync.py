@@ -94,8 +94,8 @@ class TimeSync(Node):
         self.stream_drops: dict[str, int] = {}
         self.waiting_images: deque[Image] = deque(maxlen=self.p["max_pending"])
         self.last_packet_wall = 0.0
-        # Subscriptions before the publisher: a bag player that waits for our publisher then knows our inputs
-        # were announced first, so the first packets and frames are not missed.
+        # Subscriptions first: the `~/ready` flag a bag player waits for comes after them, so the first
+        # packets and frames are not missed.
         self.events_sub = self.create_subscription(EventPacket, "events", self.on_events, qos.events_qos())
         if not self.p["events_only"]:
             self.create_subscription(Image, "image", self.on_image, qos.image_qos())

@@ -6,7 +6,8 @@ a loaded machine that takes hundreds of milliseconds after both exist), and that
 messages. `PublishGate` holds messages until `wanted` subscribers have been matched for DISCOVERY_SETTLE_S
 (or `timeout_s` after the first held message, when it opens anyway and reports it), then opens for good: a
 reader that restarts later misses only what was sent while it was away, and a live stream never stalls. At
-most `max_held` messages wait (a live camera's frames while the model nodes load): the oldest go first.
+most `max_held` messages wait (a live camera's frames while the model nodes load): the oldest go first. The
+node's `~/ready` flag (`ros.ready`) says when the gate opened, so that a replay can start only then.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from rclpy.node import Node
+from std_msgs.msg import Bool
 
 from microexp_ros.ros.dds import DISCOVERY_SETTLE_S
 from microexp_ros.ros.params import Param
+from microexp_ros.ros.ready import ready_publisher
 
 POLL_S = 0.05
 
@@ -68,11 +71,14 @@ class SubscriberWait:
 
 class PublishGate:
     """`publish` passes messages through once open; before that it holds them, in order, and `poll` (called
-    every POLL_S by the owner, e.g. a node timer) sends them when the readers are there or time is up."""
+    every POLL_S by the owner, e.g. a node timer) sends them when the readers are there or time is up.
+    `on_open(matched)` is called once, when it opens later than at construction."""
 
     def __init__(self, publisher: _Publisher, wanted: int, timeout_s: float, health: _Health,
-                 clock: Callable[[], float] = time.monotonic, max_held: int = 100) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_held: int = 100,
+                 on_open: Callable[[bool], None] | None = None) -> None:
         self.publisher, self.timeout_s, self.health, self.clock = publisher, timeout_s, health, clock
+        self.on_open = on_open
         self.wait = SubscriberWait(publisher, wanted, clock=clock)
         self.is_open = wanted == 0
         self.held: deque[Any] = deque()
@@ -95,27 +101,32 @@ class PublishGate:
         if self.is_open:
             return
         if self.wait.ready():
-            self._open()
+            self._open(True)
         elif self.first_held is not None and self.clock() - self.first_held >= self.timeout_s:
             matched = self.publisher.get_subscription_count()
             self.health.error("subscribers_not_matched", f"{matched} of {self.wait.wanted} subscribers matched after "
                                                          f"{self.timeout_s} s; sending the {len(self.held)} held "
                                                          "messages anyway")
-            self._open()
+            self._open(False)
 
-    def _open(self) -> None:
+    def _open(self, matched: bool) -> None:
         self.is_open = True
         if self.held:
             self.health.count("held_until_matched", len(self.held))
         while self.held:
             self.publisher.publish(self.held.popleft())
+        if self.on_open is not None:
+            self.on_open(matched)
 
 
 def gated(node: Node, publisher: _Publisher, params: dict[str, Any], health: _Health) -> PublishGate:
-    """A PublishGate for `publisher` with GATE_PARAMS' values, polled by a timer of `node` until it opens."""
+    """A PublishGate for `publisher` with GATE_PARAMS' values, polled by a timer of `node` until it opens;
+    the node's `~/ready` flag is published when it does."""
+    ready = ready_publisher(node)
     gate = PublishGate(publisher, params["wait_for_subscribers"], params["subscriber_timeout_s"], health,
-                       max_held=params["max_held"])
+                       max_held=params["max_held"], on_open=lambda matched: ready.publish(Bool(data=matched)))
     if gate.is_open:
+        ready.publish(Bool(data=True))
         return gate
 
     def poll() -> None:

@@ -34,3 +34,10 @@ def samples_qos(depth: int = 300) -> QoSProfile:
 def predictions_qos(depth: int = 50) -> QoSProfile:
     """`/au_predictions`, ROS4HRI topics, quality and diagnostics: reliable, for any default subscriber."""
     return _profile(ReliabilityPolicy.RELIABLE, depth)
+
+
+def latched_qos() -> QoSProfile:
+    """A state that late subscribers must still get (a node's `~/ready` flag): reliable, transient local,
+    the last message only."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -1,6 +1,7 @@
 """Test process: subscribe to topics and write every message received as length-prefixed CDR to files.
 
-Usage: cdr_recorder.py SPEC_JSON TIMEOUT_S — a list of {"topic", "type", "file", "qos", "count"} and optionally
+Usage: cdr_recorder.py SPEC_JSON TIMEOUT_S — a list of {"topic", "type", "file", "qos" (reliable, latched or
+best-effort), "count"} and optionally
 "publishers": N, for a node already running — then "ready" waits until N publishers of that topic are matched
 (and the discovery settle time), so nothing it publishes next is missed. Prints "ready" once subscribed; exits 0
 when every topic got its count, 4 on timeout (the files then hold what did arrive).
@@ -26,7 +27,7 @@ def main() -> int:
     received: dict[str, list[bytes]] = {item["topic"]: [] for item in spec}
     subscriptions = []
     for item in spec:
-        profile = qos.predictions_qos() if item["qos"] == "reliable" else qos.events_qos()
+        profile = {"reliable": qos.predictions_qos, "latched": qos.latched_qos}.get(item["qos"], qos.events_qos)()
         subscriptions.append(node.create_subscription(message_class(item["type"]), item["topic"],
                                                       received[item["topic"]].append, profile, raw=True))
     deadline = time.monotonic() + timeout
