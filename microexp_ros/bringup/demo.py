@@ -293,6 +293,8 @@ def replay_graph(bag: str = "", rate: str = "", resolution: str = "high", verbos
     rclpy.init()
     events_topic = "/event_camera_low/events" if resolution == "low" else "/event_camera/events"
     collector = Collector(events_topic, verbose, [name for name in MODEL_NODES if name in running], dds_stamps)
+    # Not ros.runtime.make_executor: the collector's callbacks take a MessageInfo (DDS timestamps), which
+    # rclpy 9.1's EventsExecutor fails on ("SystemError: null argument to internal routine").
     executor = SingleThreadedExecutor()
     executor.add_node(collector)
     spinning = threading.Event()
