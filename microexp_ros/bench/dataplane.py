@@ -175,7 +175,6 @@ def end_to_end(events: np.ndarray, mev_per_s: float, packet_ms: float = 1.0,
     from microexp_ros.msg import SyncedSample
     from microexp_ros.ros import qos
     from microexp_ros.ros.dds import configure_transport, private_domain_id
-    from microexp_ros.ros.runtime import make_executor
 
     stream = at_rate(events, mev_per_s)
     windows, in_windows = _expected(stream)
@@ -189,7 +188,7 @@ def end_to_end(events: np.ndarray, mev_per_s: float, packet_ms: float = 1.0,
         context = rclpy.Context()
         rclpy.init(context=context)
         node = rclpy.create_node("bench_dataplane", context=context)
-        executor = make_executor(context)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
         executor.add_node(node)
         got = {"samples": 0, "events": 0, "first": None, "last": None, "gaps": 0, "seq": -1, "drops": {},
                **{key: 0 for key in COUNTERS}}
