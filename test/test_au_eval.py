@@ -95,6 +95,23 @@ def test_eval_command_table_and_json(au_dataset, trained_models, tmp_path, capsy
     assert "events SNN high" in text and "per-AU F1" in text and "chance" in text
     assert main(argv + ["--windows", "2"]) == 0
     assert "probabilities averaged over 2 windows 33.3333 ms apart" in capsys.readouterr().out
+    assert main(argv + ["--flip-average"]) == 0
+    assert "each window fused with its mirror image" in capsys.readouterr().out
+    assert payload["flip_average"] is False
+
+
+def test_flip_average_reaches_every_rows_predictor(trained_models):  # noqa: F811
+    from argparse import Namespace
+
+    from microexp_ros.cli.au_cmd import SHIPPED, _rows
+
+    stems = {"snn_events_default": "snn_events", "snn_events_low_default": "snn_events_net",
+             "snn_events_ensemble": "snn_events_ensemble", "snn_rgb_default": "snn_rgb",
+             "cnn_rgb_default": "cnn_rgb"}
+    assert set(stems) == set(SHIPPED)
+    for flip in (False, True):
+        rows = _rows(Namespace(flip_average=flip, **{s: trained_models[k] for s, k in stems.items()}))
+        assert [row.predictor.flip_average for row in rows] == [flip] * len(rows)
 
 
 def test_eval_fuses_only_pairs_reading_one_window(au_dataset, trained_models, tmp_path, capsys):  # noqa: F811

@@ -260,12 +260,13 @@ def test_au_classifier_publishes_what_the_offline_predictor_computes(graph, real
 
 
 def test_au_classifier_windows_a_raw_event_stream_itself(graph, real_data, tmp_path):
-    """Events-only mode, and the probabilities averaged over the last 3 windows (`average_windows`)."""
+    """Events-only mode, and the probabilities averaged over the last 3 windows (`average_windows`) of each
+    window fused with its mirror image (`flip_average`)."""
     weights = save_model(tmp_path / "snn_test.safetensors", responsive_snn(2), AU_CONFIG, {})
     events = recording(real_data / "tonic" / "sample.aedat4")
     roi, size, offset = (80, 40, 160, 160), (320, 240), 10**9  # host clock = sensor clock + 1 s
     graph.start("au_classifier", {"model_path": str(weights), "roi": list(roi), "events_only_topic": "/test/events",
-                                  "window_rate_hz": 10.0, "average_windows": 3})
+                                  "window_rate_hz": 10.0, "average_windows": 3, "flip_average": True})
     predictions = graph.listen("/au_predictions", AUPredictions, qos.predictions_qos())
     pub = graph.publisher("/test/events", EventPacket, qos.predictions_qos(), "au_classifier")
     graph.matched(["/au_predictions"])
@@ -288,10 +289,13 @@ def test_au_classifier_windows_a_raw_event_stream_itself(graph, real_data, tmp_p
     graph.spin_until(lambda: len(predictions) == len(bounds), 60, f"{len(bounds)} predictions")
     graph.spin_until(lambda: graph.counter("au_classifier", "error/bad_events") == 1  # and none lost on the way:
                      and graph.counter("au_classifier", "count/in:packets") == len(packets) + 1, 10, "diagnostics")
-    predictor, average = AUPredictor.from_file(weights), WindowAverage(3)
-    single = []
+    predictor, average = AUPredictor.from_file(weights, flip_average=True), WindowAverage(3)
+    unflipped = AUPredictor.from_file(weights)
+    single, flip_moved = [], 0.0
     for (t0, t1), msg in zip(bounds, predictions):
         offline = predictor.predict(window_slice(events, t0, t1), t0, t1, roi, size)
+        plain = unflipped.predict(window_slice(events, t0, t1), t0, t1, roi, size)
+        flip_moved = max(flip_moved, float(np.abs(offline.probabilities - plain.probabilities).max()))
         single.append(offline.probabilities)
         np.testing.assert_allclose([u.probability for u in msg.action_units], average.update(offline.probabilities),
                                    rtol=0, atol=1e-6)
@@ -299,6 +303,7 @@ def test_au_classifier_windows_a_raw_event_stream_itself(graph, real_data, tmp_p
     np.testing.assert_allclose([u.probability for u in predictions[3].action_units], np.mean(single[1:4], axis=0),
                                rtol=0, atol=1e-6)
     assert np.abs(np.array(single[3]) - np.mean(single[1:4], axis=0)).max() > 1e-3  # averaging changed something
+    assert flip_moved > 1e-3   # the mirror image changed something
 
 
 def test_au_classifier_crops_to_the_latest_face_region(graph, real_data, tmp_path):

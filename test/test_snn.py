@@ -11,7 +11,8 @@ import torch
 from microexp_ros.events.array import empty_events, synthetic_events
 from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
 from microexp_ros.models.au_inference import (ActivationFilter, AUPredictor, AUResult, FrameHistory, WindowAverage,
-                                              build_au_model, encode_events, fuse, time_reversed)
+                                              build_au_model, encode_events, fuse, fuse_probabilities,
+                                              time_reversed)
 from microexp_ros.models.weights import WeightsError, load_model, read_sidecar, save_model, sidecar_path
 
 SIZE, BINS = 32, 6
@@ -195,6 +196,32 @@ def test_predictor_rejects_wrong_modality_and_bad_roi(tmp_path):
         predictor.predict(events, 0, 100_000_000, (8, 8, SIZE, SIZE), (SIZE, SIZE))
     with pytest.raises(ValueError, match="takes events input, not rgb"):
         predictor.predict_frames(np.zeros((2, SIZE, SIZE), np.uint8), np.array([0, 1]), 0, 10, (0, 0, SIZE, SIZE))
+
+
+def test_flip_average_fuses_the_window_with_its_mirror_image(tmp_path):
+    torch.manual_seed(3)
+    model = build_au_model(SNN_CONFIG)
+    with torch.no_grad():   # at initialisation it barely spikes: scaled up, its outputs depend on the input
+        for param in model.parameters():
+            param.mul_(6.0 if param.dim() > 1 else 1.0)
+    path = save_model(tmp_path / "m.safetensors", model, SNN_CONFIG, {})
+    predictor = AUPredictor.from_file(path)
+    x = encode_events(moving_bar(0, np.random.default_rng(1)), 0, 100_000_000, (0, 0, SIZE, SIZE), (SIZE, SIZE),
+                      SIZE, BINS)   # a bar sweeping left to right: its mirror image sweeps the other way
+    plain, mirrored = predictor.forward(x), predictor.forward(np.ascontiguousarray(x[..., ::-1]))
+    assert predictor.runner == "traced"
+    predictor.flip_average = True
+    assert predictor.runner == "eager"          # the batch changed: traced again on the next window
+    both = predictor.forward(x)
+    assert predictor.runner == "traced"
+    want_classes, want_aus = fuse_probabilities([plain.class_probabilities, mirrored.class_probabilities],
+                                                [plain.probabilities, mirrored.probabilities])
+    np.testing.assert_allclose(both.class_probabilities, want_classes, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(both.probabilities, want_aus, rtol=0, atol=1e-6)
+    assert both.label == SINGLE_LABEL_CLASSES[int(np.argmax(want_classes))]
+    assert np.abs(plain.class_probabilities - mirrored.class_probabilities).max() > 1e-3   # the views differ
+    assert AUPredictor.from_file(path, flip_average=True).forward(x).probabilities == pytest.approx(
+        both.probabilities, abs=1e-6)
 
 
 def test_net_encoding_cancels_polarity_symmetric_counts():

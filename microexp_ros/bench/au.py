@@ -33,16 +33,20 @@ def bench_window() -> tuple[np.ndarray, int, int, tuple[int, int]]:
     return data.events["high"], t0, t1, (geometry.high, geometry.high)
 
 
-def run(model_path: str | Path | None = None, repeats: int = 200, threads: int = 2) -> dict[str, Any]:
-    """Latency table rows and the headline keys infer_p50_ms / infer_p99_ms (encode + forward, batch 1)."""
+def run(model_path: str | Path | None = None, repeats: int = 200, threads: int = 2,
+        flip_average: bool = False) -> dict[str, Any]:
+    """Latency table rows and the headline keys infer_p50_ms / infer_p99_ms (encode + forward of one window;
+    with `flip_average` the model runs it and its mirror image, a batch of two)."""
     torch.set_num_threads(threads)
-    predictor = AUPredictor.from_file(model_path)
+    predictor = AUPredictor.from_file(model_path, flip_average=flip_average)
     if predictor.modality != "events":
         raise ValueError(f"the AU benchmark needs an events model, {predictor.name} is {predictor.modality}")
     events, t0, t1, sensor = bench_window()
     roi = (0, 0, *sensor)
     x = predictor.encode(events, t0, t1, roi, sensor)
     tensor = torch.from_numpy(x)[None]
+    if flip_average:   # the batch predict runs; the baseline gets it too
+        tensor = torch.cat([tensor, tensor.flip(-1)])
     cnn_config = {"arch": "cnn", "in_channels": predictor.channels, "bins": predictor.bins, "size": predictor.size}
     cnn = build_au_model(cnn_config).eval()
 
@@ -77,9 +81,10 @@ def run(model_path: str | Path | None = None, repeats: int = 200, threads: int =
         "forward_p50_ms": rows[2]["p50_ms"],
         "eager_forward_p50_ms": rows[1]["p50_ms"],
         "runner": predictor.runner,
+        "flip_average": flip_average,
         "threads": threads,
         "repeats": repeats,
-        "input": f"[1, {predictor.bins}, {predictor.channels}, {predictor.size}, {predictor.size}] from "
+        "input": f"[{tensor.shape[0]}, {predictor.bins}, {predictor.channels}, {predictor.size}, {predictor.size}] from "
                  f"{len(events)} events ({sensor[0]}x{sensor[1]} face region, {(t1 - t0) / 1e6:.0f} ms window)",
         "model": predictor.name,
         "parameters": count_parameters(predictor.model),

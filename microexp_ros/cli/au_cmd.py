@@ -88,6 +88,9 @@ def register(group) -> None:
                          "--window-step-ms apart (what au_classifier publishes with average_windows = this)")
     ev.add_argument("--window-step-ms", type=float, default=1000.0 / 30.0,
                     help="spacing of --windows (default: one 30 fps RGB frame, the spacing of time_sync's samples)")
+    ev.add_argument("--flip-average", action="store_true",
+                    help="every model also classifies each window mirrored left-right and the two views are fused "
+                         "(au_classifier's flip_average)")
     ev.add_argument("--out-dir", type=Path, default=Path("runs/eval_au"), help="confusion-matrix PNGs")
     ev.add_argument("--video", type=Path, help="score a real video converted to events instead of a dataset")
     ev.add_argument("--openface-csv", type=Path, help="OpenFace 2.x CSV of --video: per-AU presence F1")
@@ -115,6 +118,8 @@ def register(group) -> None:
     bench.add_argument("--node-threads", type=int,
                        help="torch threads of the au_classifier node (default: config/models.yaml)")
     bench.add_argument("--bag", default="", help="bag to replay (default: the embedded one)")
+    bench.add_argument("--flip-average", action="store_true",
+                       help="each window also runs mirrored (au_classifier's flip_average), in process and in the node")
     add_json_flag(bench)
     bench.set_defaults(func=run_bench)
 
@@ -161,7 +166,8 @@ def _rows(args: argparse.Namespace):
     from microexp_ros.models.au_inference import AUPredictor
     from microexp_ros.resources import share_path
 
-    predictors = {stem: AUPredictor.from_file(getattr(args, stem) or share_path("models", f"{stem}.safetensors"))
+    predictors = {stem: AUPredictor.from_file(getattr(args, stem) or share_path("models", f"{stem}.safetensors"),
+                                              flip_average=args.flip_average)
                   for stem in SHIPPED}
     return [Row(name, predictors[stem], source) for name, stem, source in SHIPPED_ROWS]
 
@@ -237,14 +243,15 @@ def run_eval(args: argparse.Namespace) -> int:
         "cnn_rgb_macro_f1": summary["RGB CNN"]["all"]["macro_f1"],
         "dim_gap_points": 100.0 * (events["dim"]["accuracy"] - rgb["dim"]["accuracy"]),
         "split": args.split, "clips": len(entries), "data": str(args.data),
-        "windows": args.windows, "window_step_ms": args.window_step_ms,
+        "windows": args.windows, "window_step_ms": args.window_step_ms, "flip_average": args.flip_average,
         "rows": {name: {k: v for k, v in data.items() if k != "confusion"} for name, data in summary.items()},
         "confusion_png": [str(p) for p in pngs],
     }
     text = (f"AU classification, single-label over {len(summary['RGB SNN']['confusion'])} classes (neutral + 12 AUs), "
             f"split '{args.split}' of {args.data}"
             + (f"; probabilities averaged over {args.windows} windows {args.window_step_ms:g} ms apart"
-               if args.windows > 1 else "") + f"\n{format_results(summary)}\n\n"
+               if args.windows > 1 else "") + ("; each window fused with its mirror image" if args.flip_average else "")
+            + f"\n{format_results(summary)}\n\n"
             f"dim-light gap (events high - RGB SNN accuracy, dim+very_dim): {payload['dim_gap_points']:+.1f} points\n"
             f"confusion matrices: {args.out_dir}")
     emit(args, payload, text)
@@ -258,7 +265,7 @@ def _run_eval_video(args: argparse.Namespace) -> int:
     crop = tuple(int(v) for v in args.crop.split(",")) if args.crop else None
     if crop is not None and len(crop) != 4:
         raise ValueError(f"--crop needs x,y,w,h, got {args.crop!r}")
-    predictor = AUPredictor.from_file(args.snn_events_default)
+    predictor = AUPredictor.from_file(args.snn_events_default, flip_average=args.flip_average)
     result = evaluate_video(predictor, args.video, args.openface_csv, crop=crop, seconds=args.seconds)
     lines = [f"{result['video']}: {result['windows']} windows of {result['window_ms']:.0f} ms, "
              f"{result['events']} events on a {result['sensor'][0]}x{result['sensor'][1]} sensor, crop {result['crop']}"]
@@ -287,6 +294,8 @@ def _replay_latencies(args: argparse.Namespace) -> dict:
         parameters.setdefault("au_classifier", {})["threads"] = args.node_threads
     if args.model is not None:
         parameters.setdefault("au_classifier", {})["model_path"] = str(args.model.resolve())
+    if args.flip_average:
+        parameters.setdefault("au_classifier", {})["flip_average"] = True
     runs, stages, forward, codes, walls, counts = [], [], [], [], [], []
     lost, missed, errors, drops, cpu = 0, 0, {}, {}, 0.0
     for _ in range(args.runs):
@@ -330,7 +339,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if bad:
         raise ValueError(f"{', '.join(bad)}: must be at least 1")
     load_before = os.getloadavg()
-    result = run(args.model, repeats=args.repeats, threads=args.threads)
+    result = run(args.model, repeats=args.repeats, threads=args.threads, flip_average=args.flip_average)
     replay = _replay_latencies(args)
     load_after = os.getloadavg()
     result.update(e2e_summary(replay["runs"]))

@@ -78,6 +78,8 @@ PARAMS = [
           read_only=True),
     Param("average_windows", 1, "AU probabilities averaged over this many consecutive windows before the "
           "hysteresis (1 = each window alone)", min=1, max=30, read_only=True),
+    Param("flip_average", False, "also classify each window mirrored left-right and fuse the two views (one "
+          "batch of two; docs/au_results.md)", read_only=True),
     Param("min_windows", 2, "consecutive windows needed to switch an AU on or off", min=1, max=1000, read_only=True),
     Param("window_tolerance", 0.05, "relative window-length mismatch to the model's accepted", min=0.0, max=1.0,
           read_only=True),
@@ -123,6 +125,7 @@ class AUClassifierNode(Node):
         if self.predictor.modality != "events":
             raise WeightsError(f"weights '{self.predictor.name}' take {self.predictor.modality} input; "
                                "au_classifier needs an events model")
+        self.predictor.flip_average = p["flip_average"]   # before the warm-up, which makes the trace
         self.rgb_predictor = self._rgb_model(p) if p["fuse_rgb"] else None
         self.frames = FrameHistory(RGB_HISTORY_FRAMES)
         self.average = WindowAverage(p["average_windows"])
@@ -158,7 +161,8 @@ class AUClassifierNode(Node):
         """The webcam model of fuse_rgb, checked against the events model's window and warmed up."""
         from microexp_ros.resources import share_path
 
-        model = AUPredictor.from_file(p["rgb_model_path"] or share_path("models", DEFAULT_RGB_MODEL))
+        model = AUPredictor.from_file(p["rgb_model_path"] or share_path("models", DEFAULT_RGB_MODEL),
+                                      flip_average=p["flip_average"])
         if model.modality != "rgb":
             raise WeightsError(f"rgb_model_path '{model.name}' takes {model.modality} input, not rgb")
         if model.window_ns != self.predictor.window_ns:
