@@ -84,8 +84,8 @@ def run(model_path: str | Path | None = None, repeats: int = 200, threads: int =
         "flip_average": flip_average,
         "threads": threads,
         "repeats": repeats,
-        "input": f"[{tensor.shape[0]}, {predictor.bins}, {predictor.channels}, {predictor.size}, {predictor.size}] from "
-                 f"{len(events)} events ({sensor[0]}x{sensor[1]} face region, {(t1 - t0) / 1e6:.0f} ms window)",
+        "input": f"[{tensor.shape[0]}, {predictor.bins}, {predictor.channels}, {predictor.size}, {predictor.size}] "
+                 f"from {len(events)} events ({sensor[0]}x{sensor[1]} face region, {(t1 - t0) / 1e6:.0f} ms window)",
         "model": predictor.name,
         "parameters": count_parameters(predictor.model),
         "baseline_parameters": count_parameters(cnn),

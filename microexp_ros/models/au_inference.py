@@ -276,8 +276,10 @@ class AUPredictor:
     @flip_average.setter
     def flip_average(self, on: bool) -> None:
         """Switching it changes the batch, so the trace is made again on the next window."""
-        self._batch = 2 if on else 1
-        self._traced, self.runner = None, "eager"
+        batch = 2 if on else 1
+        if batch != self._batch:
+            self._batch = batch
+            self._traced, self.runner = None, "eager"
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, flip_average: bool = False) -> AUPredictor:

@@ -27,9 +27,9 @@ def ready_publisher(node: Node) -> Publisher:
     return node.create_publisher(Bool, READY_TOPIC, qos.latched_qos())
 
 
-def announce_ready(node: Node, matched: bool = True) -> None:
-    """Publish the node's `~/ready` flag now (a node without a gate, at the end of its construction)."""
-    ready_publisher(node).publish(Bool(data=matched))
+def announce_ready(node: Node) -> None:
+    """Publish the node's `~/ready` flag (True) now: a node without a gate, at the end of its construction."""
+    ready_publisher(node).publish(Bool(data=True))
 
 
 class ReadyFlags:
