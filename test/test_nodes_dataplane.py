@@ -167,17 +167,30 @@ def test_time_sync_holds_its_first_samples_until_its_reader_matched(tmp_path, ro
 
 
 def test_bag_player_plays_only_once_the_graph_says_ready(tmp_path, ros_env):
-    """A bag player told to wait for a node's `~/ready` flag plays nothing until that node is up, then all."""
+    """A bag player told to wait for a node's `~/ready` flag and for a reader of its topic plays nothing until
+    both are there, then everything."""
     from microexp_ros.nodes.bag_player import EMBEDDED_BAG
     from microexp_ros.resources import share_path
 
     topic = "/ground_truth/au"
     count = BagReader(share_path(*EMBEDDED_BAG)).topics[topic].count
+    player = node("bag_player", ros_env, "-p", f"topics:=['{topic}']", "-p", "rate:=4.0",
+                  "-p", "wait_for_ready:=['/face_region/ready']", "-p", f"wait_for_readers:=['{topic}']",
+                  "-p", "exit_when_done:=true")
+    region = node("face_region", ros_env, "-p", "source:=static")
+    time.sleep(6.0)   # the bag's topic plays in under 2 s at rate 4: still there means it waits (for a reader)
+    assert player.poll() is None, player.stdout.read()
+    rec, files = recorder(tmp_path, ros_env, [{"topic": topic, "type": "microexp_ros/msg/AUGroundTruth",
+                                               "qos": "reliable", "count": count, "publishers": 1}], 90)
+    assert finish(rec, [region], exiting=[player]) == 0
+    assert len(read_blobs(files[0])) == count
+    # and with a reader there from the start, it waits for the flag
     rec, files = recorder(tmp_path, ros_env, [{"topic": topic, "type": "microexp_ros/msg/AUGroundTruth",
                                                "qos": "reliable", "count": count}], 90)
     player = node("bag_player", ros_env, "-p", f"topics:=['{topic}']", "-p", "rate:=4.0",
-                  "-p", "wait_for_ready:=['/face_region/ready']", "-p", "exit_when_done:=true")
-    time.sleep(6.0)   # the bag's topic plays in under 2 s at rate 4: still there means it waits
+                  "-p", "wait_for_ready:=['/face_region/ready']", "-p", f"wait_for_readers:=['{topic}']",
+                  "-p", "exit_when_done:=true")
+    time.sleep(6.0)
     assert player.poll() is None, player.stdout.read()
     region = node("face_region", ros_env, "-p", "source:=static")
     assert finish(rec, [region], exiting=[player]) == 0

@@ -123,6 +123,8 @@ def _event_sources(args: Mapping[str, str], config: tuple[str, ...]) -> tuple[li
         if args["rate"]:
             player["rate"] = float(args["rate"])
         topic = "/event_camera_low/events" if args["resolution"] == "low" else "/event_camera/events"
+        # time_sync's inputs: its ready flag says its readers matched it, not that it matched the player
+        player["wait_for_readers"] = [topic, "/rgb/image_raw"]
         player_spec = NodeSpec("bag_player", "bag_player", config, player, respawn=loop, respawn_delay_s=FAST_RESPAWN_S)
         return [player_spec], topic, True
     if source == "sim":

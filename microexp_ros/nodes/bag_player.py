@@ -37,6 +37,8 @@ PARAMS = [
     Param("exit_when_done", True, "exit after the last message (else stay idle)"),
     Param("wait_for_subscribers", 0, "before playing, wait until every topic has this many subscribers",
           min=0, max=100),
+    Param("wait_for_readers", [""], "before playing, wait until each of these topics (those of the bag) has a "
+          "subscriber matched: the graph's inputs (empty entries ignored)"),
     Param("wait_for_ready", [""], "before playing, wait for a flag on each of these latched `~/ready` topics: "
           "the downstream nodes of a graph are up and their readers matched (empty entries ignored)"),
     Param("subscriber_timeout_s", 30.0, "longest wait for subscribers and ready flags (s)", min=0.0, max=3600.0),
@@ -110,8 +112,11 @@ class BagPlayer(Node):
     def _wait_for_subscribers(self) -> None:
         wanted = self.p["wait_for_subscribers"]
 
+        readers = [t for t in self.p["wait_for_readers"] if t in self.publishers_by_topic]
+
         def missing() -> list[str]:
-            topics = [t for t, p in self.publishers_by_topic.items() if p.get_subscription_count() < wanted]
+            topics = [t for t, p in self.publishers_by_topic.items()
+                      if p.get_subscription_count() < max(wanted, int(t in readers))]
             return topics + self.ready.missing()
 
         if not missing():
