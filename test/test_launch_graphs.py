@@ -162,7 +162,8 @@ def test_the_hri_bag_player_waits_for_the_graphs_processing_nodes():
     assert player.parameters["wait_for_ready"] == waits
     assert player.parameters["wait_for_readers"] == ["/event_camera/events", "/rgb/image_raw"]  # time_sync's inputs
     _, low = resolve("hri", {"source": "bag", "resolution": "low"})
-    assert next(s for s in low if s.name == "bag_player").parameters["wait_for_readers"][0] == "/event_camera_low/events"
+    low_player = next(s for s in low if s.name == "bag_player")
+    assert low_player.parameters["wait_for_readers"][0] == "/event_camera_low/events"
     assert {"time_sync", "au_classifier", "reconstruction", "face_region"} <= {s.name for s in specs}
     # on the command line the launcher gives the player, too
     assert json.loads(command_view(node_command(player), False)["parameters"]["wait_for_ready"]) == waits
