@@ -29,8 +29,8 @@ EXECUTORS = ("events", "single")
 
 
 def make_executor(context: Context | None = None) -> Executor:
-    """The executor a process of ours spins: rclpy's EventsExecutor where this rclpy has it (Kilted on), else
-    the SingleThreadedExecutor; MICROEXP_EXECUTOR=single forces the latter.
+    """The executor a process of ours spins: rclpy's EventsExecutor where this rclpy has it
+    (rclpy.experimental), else the SingleThreadedExecutor; MICROEXP_EXECUTOR=single forces the latter.
 
     The EventsExecutor dispatches from C++ instead of rebuilding a wait set in Python for every callback: at
     ~1,000 event packets/s on 2 cores that left the AU path's end-to-end p99 under 15 ms where the
@@ -44,7 +44,7 @@ def make_executor(context: Context | None = None) -> Executor:
     if choice == "events":
         try:
             from rclpy.experimental import EventsExecutor
-        except ImportError:  # rclpy before Kilted (Humble, Jazzy)
+        except ImportError:  # an rclpy without it
             pass
         else:
             return EventsExecutor(context=context)
