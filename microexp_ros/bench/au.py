@@ -44,9 +44,7 @@ def run(model_path: str | Path | None = None, repeats: int = 200, threads: int =
     events, t0, t1, sensor = bench_window()
     roi = (0, 0, *sensor)
     x = predictor.encode(events, t0, t1, roi, sensor)
-    tensor = torch.from_numpy(x)[None]
-    if flip_average:   # the batch predict runs; the baseline gets it too
-        tensor = torch.cat([tensor, tensor.flip(-1)])
+    tensor = predictor.batch(x)   # what predict runs (two views with flip_average); the baseline gets it too
     cnn_config = {"arch": "cnn", "in_channels": predictor.channels, "bins": predictor.bins, "size": predictor.size}
     cnn = build_au_model(cnn_config).eval()
 

@@ -318,11 +318,15 @@ class AUPredictor:
             self._traced, self.runner = traced, "traced"
         return self._traced
 
+    def batch(self, x: np.ndarray) -> torch.Tensor:
+        """The model's input for one encoded window ([bins, C, size, size]): the window, and its mirror image
+        with flip_average."""
+        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
+        return torch.cat([tensor, tensor.flip(-1)]) if self.flip_average else tensor
+
     def forward(self, x: np.ndarray) -> AUResult:
         """Run the model on one encoded window ([bins, C, size, size]), and its mirror image with flip_average."""
-        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
-        if self.flip_average:
-            tensor = torch.cat([tensor, tensor.flip(-1)])
+        tensor = self.batch(x)
         model = self.model_for(tensor)
         start = time.perf_counter()
         with torch.inference_mode():

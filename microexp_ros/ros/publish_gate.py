@@ -18,11 +18,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from rclpy.node import Node
-from std_msgs.msg import Bool
 
 from microexp_ros.ros.dds import DISCOVERY_SETTLE_S
 from microexp_ros.ros.params import Param
-from microexp_ros.ros.ready import ready_publisher
+from microexp_ros.ros.ready import ready_announcer
 
 POLL_S = 0.05
 
@@ -122,11 +121,11 @@ class PublishGate:
 def gated(node: Node, publisher: _Publisher, params: dict[str, Any], health: _Health) -> PublishGate:
     """A PublishGate for `publisher` with GATE_PARAMS' values, polled by a timer of `node` until it opens;
     the node's `~/ready` flag is published when it does."""
-    ready = ready_publisher(node)
+    announce = ready_announcer(node)
     gate = PublishGate(publisher, params["wait_for_subscribers"], params["subscriber_timeout_s"], health,
-                       max_held=params["max_held"], on_open=lambda matched: ready.publish(Bool(data=matched)))
+                       max_held=params["max_held"], on_open=announce)
     if gate.is_open:
-        ready.publish(Bool(data=True))
+        announce(True)
         return gate
 
     def poll() -> None:

@@ -11,10 +11,9 @@ exists; its readers may still be matching it, and the first messages of a replay
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rclpy.node import Node
-from rclpy.publisher import Publisher
 from std_msgs.msg import Bool
 
 from microexp_ros.ros import qos
@@ -22,14 +21,15 @@ from microexp_ros.ros import qos
 READY_TOPIC = "~/ready"
 
 
-def ready_publisher(node: Node) -> Publisher:
-    """The node's `~/ready` publisher (nothing published yet)."""
-    return node.create_publisher(Bool, READY_TOPIC, qos.latched_qos())
+def ready_announcer(node: Node) -> Callable[[bool], None]:
+    """The node's `~/ready` publisher, as a call that publishes the flag (nothing published yet)."""
+    publisher = node.create_publisher(Bool, READY_TOPIC, qos.latched_qos())
+    return lambda matched: publisher.publish(Bool(data=matched))
 
 
 def announce_ready(node: Node) -> None:
     """Publish the node's `~/ready` flag (True) now: a node without a gate, at the end of its construction."""
-    ready_publisher(node).publish(Bool(data=True))
+    ready_announcer(node)(True)
 
 
 class ReadyFlags:
