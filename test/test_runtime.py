@@ -1,15 +1,18 @@
-"""How node processes spin: the executor choice (MICROEXP_EXECUTOR) and its failure mode."""
+"""How node processes spin and stop: the executor choice (MICROEXP_EXECUTOR) and its failure mode, thread stacks
+on request, a hanging teardown reported and ended."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
-from microexp_ros.ros.runtime import EXECUTOR_ENV, make_executor
+from microexp_ros.ros.runtime import EXECUTOR_ENV, STACKS_SIGNAL, make_executor
 
 
 @pytest.fixture
@@ -37,3 +40,66 @@ def test_a_node_given_an_unknown_executor_exits_1_saying_why(ros_env):
                            "source:=static"], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert "failed to start: ValueError: MICROEXP_EXECUTOR='multi'" in proc.stderr
+
+
+def _start(args: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], env=env, stderr=subprocess.PIPE, text=True)
+
+
+def _read_until(proc: subprocess.Popen, marker: str, timeout_s: float = 60.0) -> str:
+    """stderr lines until one contains `marker` (a node's start-up log line)."""
+    seen, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if marker in line or not line:
+            break
+    text = "".join(seen)
+    assert marker in text, f"no {marker!r} in:\n{text}"
+    return text
+
+
+def test_a_running_node_prints_every_thread_stack_on_request_and_keeps_running(ros_env):
+    proc = _start(["-m", "microexp_ros.nodes.face_region", "--ros-args", "-p", "source:=static"], ros_env)
+    try:
+        _read_until(proc, "executor:")
+        proc.send_signal(STACKS_SIGNAL)
+        stacks = _read_until(proc, "File ", 10.0)
+        assert "Thread 0x" in stacks or "Current thread 0x" in stacks
+        time.sleep(0.5)
+        assert proc.poll() is None, "the node ended after printing its stacks"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+HANGING_TEARDOWN = """
+import sys, time
+from rclpy.node import Node
+from microexp_ros.ros import runtime
+
+class StuckOnClose(Node):
+    def __init__(self):
+        super().__init__("stuck_on_close")
+    def close(self):
+        time.sleep(60)
+
+runtime.TEARDOWN_TIMEOUT_S = 1.0
+sys.exit(runtime.run_node(StuckOnClose))
+"""
+
+
+def test_a_teardown_that_hangs_prints_where_and_exits_1(ros_env):
+    proc = _start(["-c", HANGING_TEARDOWN], ros_env)
+    try:
+        _read_until(proc, "executor:")
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 1
+        assert time.monotonic() - stopped < 5.0
+        assert "in close" in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()

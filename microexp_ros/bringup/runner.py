@@ -2,7 +2,8 @@
 
 Each node gets the same command line `ros2 launch` would give it (executable from <prefix>/lib/microexp_ros,
 --params-file for its config files, -p overrides, -r remappings). The runner forwards SIGINT/SIGTERM, reports
-each node's exit, respawns nodes marked respawn, and escalates to SIGTERM/SIGKILL for nodes that do not stop.
+each node's exit, respawns nodes marked respawn, and escalates to SIGTERM/SIGKILL for nodes that do not stop
+(after asking each for its thread stacks, ros.runtime.STACKS_SIGNAL).
 For each respawning node it keeps a hot standby process, imports done (microexp_ros.ros.runtime), and promotes
 it when the node dies, so the replacement is up in a fraction of a cold start.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from microexp_ros.bringup.graphs import NodeSpec, resolve
 from microexp_ros.resources import PACKAGE, share_dir
 from microexp_ros.ros.dds import TRANSPORT_ENV, configure_transport
-from microexp_ros.ros.runtime import STANDBY_ENV, START_LINE
+from microexp_ros.ros.runtime import STACKS_SIGNAL, STANDBY_ENV, START_LINE
 
 # A standby starts this long after its node (re)started: its imports take a core for a second or two, which
 # the starting graph or a just-promoted node needs more. At launch they start one per STANDBY_STAGGER_S.
@@ -207,6 +208,10 @@ class Launcher:
                 time.sleep(0.05)
             stuck = [p for p in alive if p.popen.poll() is None]
             for proc in stuck:
+                if escalate == signal.SIGTERM:   # first ask where it is stuck: stacks to its stderr
+                    self.log(f"[launch] {proc.spec.name} did not stop in time: its thread stacks follow")
+                    proc.popen.send_signal(STACKS_SIGNAL)
+                    time.sleep(0.2)
                 self.log(f"[launch] {proc.spec.name} did not stop in time: sending {escalate.name}")
                 proc.popen.send_signal(escalate)
             end = time.monotonic() + 2.0

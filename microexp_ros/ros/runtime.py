@@ -1,5 +1,11 @@
 """How every node process starts and stops: DDS transport first, clean exit 0 on SIGINT/SIGTERM.
 
+A node that does not stop can be asked where it is: SIGUSR1 prints the Python stack of every thread to stderr
+(faulthandler, so it works while a thread is stuck in C++ holding the interpreter lock); `microexp launch` sends
+it before escalating to SIGTERM. Teardown (executor, node, context) that has not finished TEARDOWN_TIMEOUT_S after
+the spin loop ends prints the same stacks and ends the process with exit code 1, so a hang in DDS teardown is a
+reported failure rather than a process left for SIGKILL.
+
 A node process started with MICROEXP_STANDBY=1 is a hot standby (`microexp launch` keeps one per respawning
 node): it does its imports and `prepare` work and joins the DDS domain under a hidden placeholder node, then
 waits on stdin until the launcher promotes it with a `start` line. A killed node's replacement so skips the
@@ -9,6 +15,7 @@ second or more a Python node spends importing, and the graph has already discove
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -26,6 +33,8 @@ STANDBY_ENV = "MICROEXP_STANDBY"
 START_LINE = "start"
 EXECUTOR_ENV = "MICROEXP_EXECUTOR"
 EXECUTORS = ("events", "single")
+STACKS_SIGNAL = signal.SIGUSR1
+TEARDOWN_TIMEOUT_S = 8.0   # within launch's 10 s before SIGKILL; node close() joins take up to 5 s
 
 
 def make_executor(context: Context | None = None) -> Executor:
@@ -75,6 +84,7 @@ def run_node(make_node: Callable[[], Node], prepare: Callable[[], None] | None =
     # First of all: a SIGINT during `prepare` or construction (a launch stopped early) ends the process cleanly.
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    faulthandler.register(STACKS_SIGNAL, all_threads=True)
     if prepare is not None:
         prepare()
     transport = configure_transport()
@@ -105,10 +115,14 @@ def run_node(make_node: Callable[[], Node], prepare: Callable[[], None] | None =
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        faulthandler.dump_traceback_later(TEARDOWN_TIMEOUT_S, exit=True)
         close = getattr(node, "close", None)
         if close is not None:
             close()
-        executor.remove_node(node)
+        # The documented order: the executor lets go of the node's entities while they and the context exist,
+        # then the node, then the context; nothing is left for the interpreter's exit to destroy.
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        faulthandler.cancel_dump_traceback_later()
     return 0
