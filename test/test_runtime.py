@@ -3,6 +3,8 @@ on request, a hanging teardown reported and ended."""
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import subprocess
 import sys
@@ -43,18 +45,19 @@ def test_a_node_given_an_unknown_executor_exits_1_saying_why(ros_env):
 
 
 def _start(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], env=env, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, *args], env=env, stderr=subprocess.PIPE, bufsize=0)
 
 
 def _read_until(proc: subprocess.Popen, marker: str, timeout_s: float = 60.0) -> str:
-    """stderr lines until one contains `marker` (a node's start-up log line)."""
-    seen, deadline = [], time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen.append(line)
-        if marker in line or not line:
+    """What the process writes to stderr until `marker` appears (a node's start-up log line), at most
+    `timeout_s` seconds: never blocks past it, even on a process that prints nothing."""
+    text, deadline = "", time.monotonic() + timeout_s
+    while marker not in text and (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([proc.stderr], [], [], left)
+        chunk = os.read(proc.stderr.fileno(), 65536) if ready else b""
+        if ready and not chunk:   # the process closed stderr (ended)
             break
-    text = "".join(seen)
+        text += chunk.decode(errors="replace")
     assert marker in text, f"no {marker!r} in:\n{text}"
     return text
 
@@ -99,7 +102,7 @@ def test_a_teardown_that_hangs_prints_where_and_exits_1(ros_env):
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 1
         assert time.monotonic() - stopped < 5.0
-        assert "in close" in proc.stderr.read()
+        assert "in close" in proc.stderr.read().decode(errors="replace")
     finally:
         proc.kill()
         proc.wait()
