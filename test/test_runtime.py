@@ -1,10 +1,11 @@
 """How node processes spin and stop: the executor choice (MICROEXP_EXECUTOR) and its failure mode, thread stacks
-on request, a hanging teardown reported and ended."""
+on request, a hanging teardown reported and ended, native stacks of a process that does not stop."""
 
 from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
+from microexp_ros.bringup.runner import native_stacks
 from microexp_ros.ros.runtime import EXECUTOR_ENV, STACKS_SIGNAL, make_executor
 
 
@@ -103,6 +105,22 @@ def test_a_teardown_that_hangs_prints_where_and_exits_1(ros_env):
         assert proc.wait(timeout=10) == 1
         assert time.monotonic() - stopped < 5.0
         assert "in close" in proc.stderr.read().decode(errors="replace")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_native_stacks_of_a_running_process_leave_it_running():
+    if shutil.which("gdb") is None:
+        pytest.skip("gdb is not installed: the launcher logs Python stacks only")
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.5)
+        stacks = native_stacks(proc.pid)
+        if "Operation not permitted" in stacks:
+            pytest.skip("this user may not attach gdb to another process (ptrace_scope)")
+        assert "Thread 1" in stacks and "#0" in stacks, stacks
+        assert proc.poll() is None, "the process ended after gdb detached"
     finally:
         proc.kill()
         proc.wait()

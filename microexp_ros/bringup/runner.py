@@ -3,7 +3,8 @@
 Each node gets the same command line `ros2 launch` would give it (executable from <prefix>/lib/microexp_ros,
 --params-file for its config files, -p overrides, -r remappings). The runner forwards SIGINT/SIGTERM, reports
 each node's exit, respawns nodes marked respawn, and escalates to SIGTERM/SIGKILL for nodes that do not stop
-(after asking each for its thread stacks, ros.runtime.STACKS_SIGNAL).
+(after logging their native stacks where gdb is installed, and asking each for its Python thread stacks,
+ros.runtime.STACKS_SIGNAL).
 For each respawning node it keeps a hot standby process, imports done (microexp_ros.ros.runtime), and promotes
 it when the node dies, so the replacement is up in a fraction of a cold start.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -29,6 +31,23 @@ from microexp_ros.ros.runtime import STACKS_SIGNAL, STANDBY_ENV, START_LINE
 STANDBY_DELAY_S = 5.0
 STANDBY_STAGGER_S = 1.0
 STANDBY_RETIRE_S = 1.0   # how long standbys get to leave on their own when the graph stops
+# A node still running this long after SIGINT gets its native stacks logged (gdb, where installed): before a
+# node's own teardown limit (ros.runtime.TEARDOWN_TIMEOUT_S) ends it with only its Python stacks.
+NATIVE_STACKS_AFTER_S = 5.0
+
+
+def native_stacks(pid: int, timeout_s: float = 10.0) -> str | None:
+    """Every thread's native backtrace of process `pid` (gdb attaches, prints, detaches; the process runs on),
+    or None without gdb. For a node stuck inside rcl / the middleware, where its Python stack ends."""
+    gdb = shutil.which("gdb")
+    if gdb is None:
+        return None
+    try:
+        done = subprocess.run([gdb, "-p", str(pid), "-batch", "-nx", "-ex", "thread apply all bt"],
+                              capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return f"gdb did not finish within {timeout_s:g} s"
+    return done.stdout + done.stderr
 
 
 def executable_path(name: str) -> Path:
@@ -197,15 +216,26 @@ class Launcher:
         running = any(p.restart_at is not None or p.popen.poll() is None for p in self.processes.values())
         return not running
 
+    @staticmethod
+    def _wait_for(processes: list[_Process], deadline: float) -> None:
+        """Until every process has exited or `deadline` (monotonic) has passed."""
+        while time.monotonic() < deadline and any(p.popen.poll() is None for p in processes):
+            time.sleep(0.05)
+
     def _stop_all(self) -> None:
         alive = [p for p in self.processes.values() if p.restart_at is None and p.popen.poll() is None]
         started = time.monotonic()
         for proc in alive:
             proc.popen.send_signal(signal.SIGINT)
+        self._wait_for(alive, started + NATIVE_STACKS_AFTER_S)
+        for proc in [p for p in alive if p.popen.poll() is None]:
+            stacks = native_stacks(proc.popen.pid)
+            if stacks is not None:
+                self.log(f"[launch] {proc.spec.name} still running {NATIVE_STACKS_AFTER_S:g} s after SIGINT; "
+                         f"its native stacks:\n{stacks}")
         end = started + self.stop_timeout_s
         for escalate in (signal.SIGTERM, signal.SIGKILL):
-            while time.monotonic() < end and any(p.popen.poll() is None for p in alive):
-                time.sleep(0.05)
+            self._wait_for(alive, end)
             stuck = [p for p in alive if p.popen.poll() is None]
             for proc in stuck:
                 if escalate == signal.SIGTERM:   # first ask where it is stuck: stacks to its stderr
