@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
-from microexp_ros.bringup.runner import native_stacks
+from microexp_ros.bringup.runner import NATIVE_STACKS_AFTER_S, Launcher, _Process, native_stacks
 from microexp_ros.ros.runtime import EXECUTOR_ENV, STACKS_SIGNAL, make_executor
 
 
@@ -124,3 +125,30 @@ def test_native_stacks_of_a_running_process_leave_it_running():
     finally:
         proc.kill()
         proc.wait()
+
+
+SLOW_TO_STOP = """
+import signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+print("up", flush=True)
+time.sleep(7)
+"""
+
+
+def test_the_launcher_logs_native_stacks_of_a_node_slow_to_stop_then_lets_it_finish():
+    if shutil.which("gdb") is None:
+        pytest.skip("gdb is not installed: the launcher logs Python stacks only")
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_TO_STOP], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "up"
+    lines: list[str] = []
+    launcher = object.__new__(Launcher)   # only the stop sequence, on a process that ignores SIGINT for 7 s
+    launcher.processes = {"slow": _Process(types.SimpleNamespace(name="slow"), proc)}
+    launcher.exit_codes, launcher.stop_s, launcher.stop_timeout_s, launcher.log = {}, None, 10.0, lines.append
+    launcher._stop_all()
+    text = "\n".join(lines)
+    if "Operation not permitted" in text:
+        pytest.skip("this user may not attach gdb to another process (ptrace_scope)")
+    assert f"slow still running {NATIVE_STACKS_AFTER_S:g} s after SIGINT; its native stacks:" in text
+    assert "#0" in text
+    assert "did not stop in time" not in text, "it ended on its own at 7 s, before the 10 s escalation"
+    assert launcher.exit_codes == {"slow": [0]}
