@@ -4,6 +4,7 @@ on request, a hanging teardown reported and ended, native stacks of a process th
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import signal
@@ -148,7 +149,8 @@ def test_the_launcher_logs_native_stacks_of_a_node_slow_to_stop_then_lets_it_fin
     text = "\n".join(lines)
     if "Operation not permitted" in text:
         pytest.skip("this user may not attach gdb to another process (ptrace_scope)")
-    assert f"slow still running {NATIVE_STACKS_AFTER_S:g} s after SIGINT; its native stacks:" in text
+    assert re.search(r"slow still running (\d+\.\d) s after SIGINT; its native stacks:", text)
+    assert float(re.search(r"still running (\d+\.\d) s", text).group(1)) >= NATIVE_STACKS_AFTER_S
     assert "#0" in text
     assert "did not stop in time" not in text, "it ended on its own at 7 s, before the 10 s escalation"
     assert launcher.exit_codes == {"slow": [0]}

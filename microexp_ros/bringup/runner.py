@@ -227,12 +227,13 @@ class Launcher:
         started = time.monotonic()
         for proc in alive:
             proc.popen.send_signal(signal.SIGINT)
-        self._wait_for(alive, started + NATIVE_STACKS_AFTER_S)
+        self._wait_for(alive, started + min(NATIVE_STACKS_AFTER_S, self.stop_timeout_s))
         for proc in [p for p in alive if p.popen.poll() is None]:
+            waited = time.monotonic() - started
             stacks = native_stacks(proc.popen.pid)
             if stacks is not None:
-                self.log(f"[launch] {proc.spec.name} still running {NATIVE_STACKS_AFTER_S:g} s after SIGINT; "
-                         f"its native stacks:\n{stacks}")
+                self.log(f"[launch] {proc.spec.name} still running {waited:.1f} s after SIGINT; its native "
+                         f"stacks:\n{stacks}")
         end = started + self.stop_timeout_s
         for escalate in (signal.SIGTERM, signal.SIGKILL):
             self._wait_for(alive, end)
