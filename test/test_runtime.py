@@ -112,15 +112,23 @@ def test_a_teardown_that_hangs_prints_where_and_exits_1(ros_env):
         proc.wait()
 
 
-def test_native_stacks_of_a_running_process_leave_it_running():
+@pytest.fixture
+def gdb() -> None:
     if shutil.which("gdb") is None:
         pytest.skip("gdb is not installed: the launcher logs Python stacks only")
+
+
+def _skip_if_attach_denied(gdb_output: str) -> None:
+    if "Operation not permitted" in gdb_output:
+        pytest.skip("this user may not attach gdb to another process (ptrace_scope)")
+
+
+def test_native_stacks_of_a_running_process_leave_it_running(gdb):
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         time.sleep(0.5)
         stacks = native_stacks(proc.pid)
-        if "Operation not permitted" in stacks:
-            pytest.skip("this user may not attach gdb to another process (ptrace_scope)")
+        _skip_if_attach_denied(stacks)
         assert "Thread 1" in stacks and "#0" in stacks, stacks
         assert proc.poll() is None, "the process ended after gdb detached"
     finally:
@@ -136,9 +144,7 @@ time.sleep(7)
 """
 
 
-def test_the_launcher_logs_native_stacks_of_a_node_slow_to_stop_then_lets_it_finish():
-    if shutil.which("gdb") is None:
-        pytest.skip("gdb is not installed: the launcher logs Python stacks only")
+def test_the_launcher_logs_native_stacks_of_a_node_slow_to_stop_then_lets_it_finish(gdb):
     proc = subprocess.Popen([sys.executable, "-c", SLOW_TO_STOP], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "up"
     lines: list[str] = []
@@ -147,10 +153,9 @@ def test_the_launcher_logs_native_stacks_of_a_node_slow_to_stop_then_lets_it_fin
     launcher.exit_codes, launcher.stop_s, launcher.stop_timeout_s, launcher.log = {}, None, 10.0, lines.append
     launcher._stop_all()
     text = "\n".join(lines)
-    if "Operation not permitted" in text:
-        pytest.skip("this user may not attach gdb to another process (ptrace_scope)")
-    assert re.search(r"slow still running (\d+\.\d) s after SIGINT; its native stacks:", text)
-    assert float(re.search(r"still running (\d+\.\d) s", text).group(1)) >= NATIVE_STACKS_AFTER_S
+    _skip_if_attach_denied(text)
+    logged = re.search(r"slow still running (\d+\.\d) s after SIGINT; its native stacks:", text)
+    assert logged and float(logged.group(1)) >= NATIVE_STACKS_AFTER_S, text
     assert "#0" in text
     assert "did not stop in time" not in text, "it ended on its own at 7 s, before the 10 s escalation"
     assert launcher.exit_codes == {"slow": [0]}
