@@ -18,6 +18,7 @@ SIZE, BINS = 32, 4
 BASE = {"arch": "snn", "modality": "events", "bins": BINS, "size": SIZE, "window_ns": 100_000_000, "resolution": "both"}
 POLARITY = {**BASE, "in_channels": 2, "encoding": "polarity"}
 NET = {**BASE, "in_channels": 3, "encoding": "polarity_net"}
+BAF = {**BASE, "in_channels": 4, "encoding": "polarity_baf", "baf_dt_ns": 3_000_000}
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +82,13 @@ def test_ensemble_config_rejects_members_that_do_not_fit_together(tmp_path):
         ensemble_config([{**POLARITY, "modality": "rgb"}] * 2)
     with pytest.raises(ValueError, match="unknown member encodings"):
         ensemble_config([POLARITY, {**NET, "encoding": "voxel"}])
+    with pytest.raises(ValueError, match=r"extend the 'polarity' channels in different ways \['polarity_baf', "
+                                         r"'polarity_net'\]"):
+        ensemble_config([NET, BAF])
+    with pytest.raises(ValueError, match="different support times"):
+        ensemble_config([BAF, {**BAF, "baf_dt_ns": 1_000_000}])
+    config = ensemble_config([POLARITY, BAF])
+    assert config["encoding"] == "polarity_baf" and config["in_channels"] == 4 and config["baf_dt_ns"] == 3_000_000
     config = ensemble_config([NET, POLARITY, NET])
     assert config["encoding"] == "polarity_net" and config["in_channels"] == 3 and config["resolution"] == "both"
     json.dumps(config)

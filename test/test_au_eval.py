@@ -136,6 +136,33 @@ def test_eval_fuses_only_pairs_reading_one_window(au_dataset, trained_models, tm
         payload["rows"]["events SNN ensemble + RGB CNN high"]["all"]["accuracy"]
 
 
+def test_eval_scores_a_model_on_the_sensors_it_was_trained_for(au_dataset, trained_models, tmp_path, capsys):  # noqa: F811
+    """A model trained on one event sensor's windows alone gets no row for the other sensor (the shipped
+    ensemble's members are high-resolution models); its keys are null and the table still prints."""
+    from microexp_ros.cli import main
+    from microexp_ros.models.au_inference import build_au_model
+    from microexp_ros.models.weights import read_sidecar, save_model
+
+    def trained_on(resolution: str):
+        config = {**read_sidecar(trained_models["snn_events"])["config"], "resolution": resolution}
+        return save_model(tmp_path / f"{resolution}.safetensors", build_au_model(config), config, {})
+
+    argv = ["eval", "au", "--data", str(au_dataset), "--snn-events", str(trained_on("low")),
+            "--snn-events-low", str(trained_models["snn_events_net"]), "--snn-events-ensemble", str(trained_on("high")),
+            "--snn-rgb", str(trained_models["snn_rgb"]), "--cnn-rgb", str(trained_models["cnn_rgb"]),
+            "--out-dir", str(tmp_path / "png"), "--threads", "1"]
+    capsys.readouterr()
+    assert main(argv + ["--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert {"events SNN ensemble high", "events SNN low"} <= set(payload["rows"])
+    assert not {"events SNN high", "events SNN ensemble low", "events SNN + RGB CNN high"} & set(payload["rows"])
+    assert payload["ensemble_low_accuracy"] is None and payload["events_accuracy"] is None
+    assert payload["dim_gap_points"] is None and payload["ensemble_accuracy"] is not None
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "events SNN ensemble high" in text and "dim-light gap" not in text
+
+
 def test_offline_evaluation_equals_the_online_predictor(au_dataset, trained_models):  # noqa: F811
     from microexp_ros.data.dataset import load_clip, load_manifest
     from microexp_ros.eval.au import Row, predict_clips
@@ -234,7 +261,8 @@ def test_shipped_weights_load_and_the_events_model_runs_on_a_generated_window():
         assert AUPredictor.from_file(share_path("models", f"{stem}.safetensors")).modality == "rgb"
     ensemble = AUPredictor.from_file(share_path("models", "snn_events_ensemble.safetensors"))
     assert ensemble.meta["config"]["arch"] == "ensemble" and len(ensemble.meta["members"]) == 2
-    assert all(m["command"].startswith("microexp train au ") and m["seed"] == 0 for m in ensemble.meta["members"])
+    assert all(m["command"].startswith("microexp train au ") and f"--seed {m['seed']} " in m["command"]
+               for m in ensemble.meta["members"])
     assert ensemble.predict(events, t0, t1, (0, 0, *sensor), sensor).label in SINGLE_LABEL_CLASSES
 
 

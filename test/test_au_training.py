@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
-from microexp_ros.models.au_inference import AUPredictor, au_targets, select_window
+from microexp_ros.models.au_inference import BAF_DT_NS, AUPredictor, au_targets, select_window
 from microexp_ros.models.weights import read_sidecar
 
 LABELS = (0, 12, 4)
@@ -105,7 +105,7 @@ def test_targets_mark_aus_overlapping_the_window():
 
 
 @pytest.mark.parametrize("modality,arch,encoding", [("events", "snn", "polarity"), ("events", "snn", "polarity_net"),
-                                                    ("rgb", "cnn", "polarity")])
+                                                    ("events", "snn", "polarity_baf"), ("rgb", "cnn", "polarity")])
 def test_train_command_fits_the_tiny_set_and_writes_loadable_weights(au_dataset, tmp_path, modality, arch, encoding):
     from microexp_ros.cli import main
 
@@ -124,6 +124,7 @@ def test_train_command_fits_the_tiny_set_and_writes_loadable_weights(au_dataset,
     assert record["config"]["modality"] == modality and record["config"]["arch"] == arch
     if modality == "events":
         assert record["config"]["encoding"] == encoding and "--encoding " + encoding in meta["command"]
+        assert record["config"].get("baf_dt_ns") == (BAF_DT_NS if encoding == "polarity_baf" else None)
 
     # The saved model is the best-validation one, and predicts deterministically through AUPredictor.
     predictor = AUPredictor.from_file(out)
@@ -158,6 +159,9 @@ def test_training_rejects_bad_options(au_dataset, tmp_path):
     with pytest.raises(ValueError, match="encoding"):
         TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), modality="rgb",
                      encoding="polarity_net")
+    with pytest.raises(ValueError, match="not 'polarity_baf'"):
+        TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), encoding="polarity_baf",
+                     reverse_prob=0.5)
 
 
 def test_shift_translates_each_input_and_fills_the_border_with_zeros():

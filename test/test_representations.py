@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from microexp_ros.bench.representations import numpy_voxel_grid, voxel_rates
 from microexp_ros.events.array import empty_events
+from microexp_ros.events.denoise import background_activity_filter
 from microexp_ros.events.frame import event_frame
 from microexp_ros.events.histogram import polarity_histograms
 from microexp_ros.events.time_surface import time_surface
@@ -171,6 +172,40 @@ def test_time_surface_by_hand() -> None:
 def test_time_surface_rejects_bad_tau() -> None:
     with pytest.raises(ValueError, match="tau_ns"):
         time_surface(empty_events(0), 2, 2, 0, 0.0)
+
+
+def test_background_activity_filter_by_hand() -> None:
+    ms = 1_000_000
+    ev = make([(0, 5, 5, 1),          # nothing fired before it: dropped
+               (1 * ms, 6, 6, 0),     # diagonal neighbour fired 1 ms earlier: kept
+               (10 * ms, 20, 20, 1),  # alone: dropped
+               (11 * ms, 20, 20, 1),  # its own pixel fired 1 ms earlier, no neighbour did: dropped
+               (20 * ms, 21, 20, 1),  # neighbour fired 9 ms earlier, beyond 3 ms: dropped
+               (23 * ms, 22, 20, 0),  # neighbour fired exactly 3 ms earlier: kept
+               (24 * ms, 30, 30, 1)])  # sensor corner, alone: dropped
+    kept = background_activity_filter(ev, 31, 31, 3 * ms)
+    assert kept.tolist() == ev[[1, 5]].tolist()
+    assert len(background_activity_filter(ev, 31, 31, 10 * ms)) == 3   # the 9 ms neighbour now supports too
+    assert len(background_activity_filter(empty_events(0), 31, 31, ms)) == 0
+
+
+def test_background_activity_filter_keeps_an_edge_and_drops_scattered_noise() -> None:
+    rng = np.random.default_rng(0)
+    t = np.sort(rng.integers(0, 100_000_000, 4000))
+    edge = make([(int(ti), int(ti * 63 // 100_000_000), int(rng.integers(0, 64)), 1) for ti in t])  # sweeps in x
+    noise = random_events(1000, 64, 64, 100_000_000, seed=1)   # about 2.4 Hz per pixel, uniform
+    keep_edge = len(background_activity_filter(edge, 64, 64, 3_000_000)) / len(edge)
+    keep_noise = len(background_activity_filter(noise, 64, 64, 3_000_000)) / len(noise)
+    assert keep_edge > 0.9 and keep_noise < 0.15, (keep_edge, keep_noise)
+
+
+def test_background_activity_filter_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="support time must be > 0"):
+        background_activity_filter(make([(0, 1, 1, 1)]), 4, 4, 0)
+    with pytest.raises(ValueError, match="outside the 4x4 sensor"):
+        background_activity_filter(make([(0, 1, 1, 1), (5, 4, 1, 1)]), 4, 4, 10)
+    with pytest.raises(ValueError, match="EVENT_DTYPE"):
+        background_activity_filter(np.zeros(3), 4, 4, 10)
 
 
 # --- window_slice / crop -----------------------------------------------------------------------------------

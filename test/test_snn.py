@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from microexp_ros.events.array import empty_events, synthetic_events
+from microexp_ros.events.denoise import background_activity_filter
 from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
 from microexp_ros.models.au_inference import (ActivationFilter, AUPredictor, AUResult, FrameHistory, WindowAverage,
                                               build_au_model, encode_events, fuse, fuse_probabilities,
@@ -242,6 +243,25 @@ def test_net_encoding_cancels_polarity_symmetric_counts():
     assert np.allclose(encode_events(*args, encoding="polarity_net")[:, 2, 2, 10], -np.log1p(4))
     with pytest.raises(ValueError, match="encoding must be one of"):
         encode_events(*args, encoding="voxel")
+
+
+def test_baf_encoding_adds_the_counts_of_the_events_the_filter_keeps():
+    rng = np.random.default_rng(2)
+    bar = moving_bar(0, rng)
+    noise = synthetic_events(SIZE, SIZE, 0, 100_000_000, count=300, seed=3)   # scattered: few neighbours
+    events = np.sort(np.concatenate([bar, noise]), order="t")
+    args = (0, 100_000_000, (0, 0, SIZE, SIZE), (SIZE, SIZE), SIZE, BINS)
+    baf = encode_events(events, *args, encoding="polarity_baf", baf_dt_ns=2_000_000)
+    assert baf.shape == (BINS, 4, SIZE, SIZE)
+    assert np.array_equal(baf[:, :2], encode_events(events, *args))
+    kept = background_activity_filter(events, SIZE, SIZE, 2_000_000)
+    assert np.array_equal(baf[:, 2:], encode_events(kept, *args))
+    assert not np.array_equal(baf[:, 2:], baf[:, :2])
+    bar_kept = len(background_activity_filter(bar, SIZE, SIZE, 2_000_000)) / len(bar)
+    noise_kept = len(background_activity_filter(noise, SIZE, SIZE, 2_000_000)) / len(noise)
+    assert bar_kept > 0.8 > 0.2 > noise_kept, (bar_kept, noise_kept)
+    with pytest.raises(ValueError, match="cannot be played backwards"):
+        time_reversed(torch.from_numpy(baf)[None])
 
 
 def test_predictor_encodes_with_the_weights_encoding_and_rejects_a_mismatch(tmp_path):

@@ -9,7 +9,8 @@ from pathlib import Path
 from microexp_ros.cli.output import add_json_flag, emit, format_table
 
 # The rows `eval au` scores: (row, shipped weights stem, input). Each event resolution has its own default model
-# (trained on that sensor alone); the ensemble runs on both.
+# (trained on that sensor alone); a row whose model was trained on the other sensor's windows alone is left out
+# (the shipped ensemble's members are high-resolution models, so it has no low row).
 SHIPPED_ROWS = (("events SNN high", "snn_events_default", "high"),
                 ("events SNN low", "snn_events_low_default", "low"),
                 ("events SNN ensemble high", "snn_events_ensemble", "high"),
@@ -53,9 +54,11 @@ def register(group) -> None:
     train.add_argument("--input-norm", choices=("none", "center"), default="none",
                        help="center: shift each window's input channels to zero mean over time and space before "
                             "the first layer (removes the uniform floor of noise or flicker; snn only)")
-    train.add_argument("--encoding", choices=("polarity", "polarity_net"), default="polarity",
-                       help="events input: log counts per polarity, or those plus the signed net count ON - OFF "
-                            "(cancels mains flicker and symmetric noise; events only)")
+    train.add_argument("--encoding", choices=("polarity", "polarity_net", "polarity_baf"), default="polarity",
+                       help="events input: log counts per polarity; polarity_net adds the signed net count ON - OFF "
+                            "(cancels mains flicker and symmetric noise); polarity_baf adds the counts of the "
+                            "events a background-activity filter keeps (events with a neighbour firing within "
+                            "3 ms: shot noise in the dark rarely has one; events only)")
     train.add_argument("--teacher", type=Path,
                        help="trained events model (e.g. an ensemble) reading the same input, distilled into this "
                             "one: its class distribution and per-AU probabilities join the targets")
@@ -169,7 +172,10 @@ def _rows(args: argparse.Namespace):
     predictors = {stem: AUPredictor.from_file(getattr(args, stem) or share_path("models", f"{stem}.safetensors"),
                                               flip_average=args.flip_average)
                   for stem in SHIPPED}
-    return [Row(name, predictors[stem], source) for name, stem, source in SHIPPED_ROWS]
+    sensors = ("high", "low")
+    return [Row(name, predictors[stem], source) for name, stem, source in SHIPPED_ROWS
+            if not (source in sensors and predictors[stem].meta["config"].get("resolution") in sensors
+                    and predictors[stem].meta["config"]["resolution"] != source)]
 
 
 def _training_data(predictor) -> Path:
@@ -226,14 +232,16 @@ def run_eval(args: argparse.Namespace) -> int:
     fusion, ensemble_fusion = (summary.get(f"{label} + RGB CNN high", {}).get("all", {})
                                for label in ("events SNN", "events SNN ensemble"))
     pngs = plot_confusions(summary, args.out_dir)
-    events, rgb = summary["events SNN high"], summary["RGB SNN"]
+    events, rgb = summary.get("events SNN high"), summary["RGB SNN"]
+    scored = lambda row, key: summary[row]["all"][key] if row in summary else None  # noqa: E731 - None: no row
     payload = {
-        "events_accuracy": events["all"]["accuracy"], "events_macro_f1": events["all"]["macro_f1"],
-        "events_low_accuracy": summary["events SNN low"]["all"]["accuracy"],
-        "events_low_macro_f1": summary["events SNN low"]["all"]["macro_f1"],
-        "ensemble_accuracy": summary["events SNN ensemble high"]["all"]["accuracy"],
-        "ensemble_macro_f1": summary["events SNN ensemble high"]["all"]["macro_f1"],
-        "ensemble_low_accuracy": summary["events SNN ensemble low"]["all"]["accuracy"],
+        "events_accuracy": scored("events SNN high", "accuracy"),
+        "events_macro_f1": scored("events SNN high", "macro_f1"),
+        "events_low_accuracy": scored("events SNN low", "accuracy"),
+        "events_low_macro_f1": scored("events SNN low", "macro_f1"),
+        "ensemble_accuracy": scored("events SNN ensemble high", "accuracy"),
+        "ensemble_macro_f1": scored("events SNN ensemble high", "macro_f1"),
+        "ensemble_low_accuracy": scored("events SNN ensemble low", "accuracy"),
         # None where the events model's window differs from the CNN's (no fused row then)
         "fusion_accuracy": fusion.get("accuracy"), "fusion_macro_f1": fusion.get("macro_f1"),
         "ensemble_fusion_accuracy": ensemble_fusion.get("accuracy"),
@@ -241,7 +249,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "rgb_accuracy": rgb["all"]["accuracy"], "rgb_macro_f1": rgb["all"]["macro_f1"],
         "cnn_rgb_accuracy": summary["RGB CNN"]["all"]["accuracy"],
         "cnn_rgb_macro_f1": summary["RGB CNN"]["all"]["macro_f1"],
-        "dim_gap_points": 100.0 * (events["dim"]["accuracy"] - rgb["dim"]["accuracy"]),
+        "dim_gap_points": 100.0 * (events["dim"]["accuracy"] - rgb["dim"]["accuracy"]) if events else None,
         "split": args.split, "clips": len(entries), "data": str(args.data),
         "windows": args.windows, "window_step_ms": args.window_step_ms, "flip_average": args.flip_average,
         "rows": {name: {k: v for k, v in data.items() if k != "confusion"} for name, data in summary.items()},
@@ -252,8 +260,9 @@ def run_eval(args: argparse.Namespace) -> int:
             + (f"; probabilities averaged over {args.windows} windows {args.window_step_ms:g} ms apart"
                if args.windows > 1 else "") + ("; each window fused with its mirror image" if args.flip_average else "")
             + f"\n{format_results(summary)}\n\n"
-            f"dim-light gap (events high - RGB SNN accuracy, dim+very_dim): {payload['dim_gap_points']:+.1f} points\n"
-            f"confusion matrices: {args.out_dir}")
+            + (f"dim-light gap (events high - RGB SNN accuracy, dim+very_dim): {payload['dim_gap_points']:+.1f} "
+               "points\n" if events else "")
+            + f"confusion matrices: {args.out_dir}")
     emit(args, payload, text)
     return 0
 

@@ -19,7 +19,7 @@ from microexp_ros.models.au_inference import ENCODINGS, build_au_model, input_di
 from microexp_ros.models.snn import check_input
 
 # What members may differ in: their encoding, i.e. how many leading channels of the input each reads.
-PER_MEMBER = ("in_channels", "encoding")
+PER_MEMBER = ("in_channels", "encoding", "baf_dt_ns")
 
 
 class AUEnsemble(nn.Module):
@@ -67,9 +67,17 @@ def ensemble_config(configs: Sequence[dict]) -> dict[str, Any]:
     unknown = sorted(set(names) - set(ENCODINGS))
     if unknown:
         raise ValueError(f"unknown member encodings {unknown}; known: {sorted(ENCODINGS)}")
+    extended = sorted(set(names) - {"polarity"})
+    if len(extended) > 1:   # each adds its own channels after the polarity ones: no input holds both
+        raise ValueError(f"members extend the 'polarity' channels in different ways {extended}: no one input "
+                         "holds them all")
     widest = max(names, key=ENCODINGS.__getitem__)  # every encoding starts with the polarity channels
     resolutions = {c.get("resolution") for c in configs}
     shared = {k: v for k, v in first.items() if k not in PER_MEMBER}
-    return {"arch": "ensemble", **shared, "encoding": widest, "in_channels": ENCODINGS[widest],
+    support = {model_input(c)["baf_dt_ns"] for c in configs if model_input(c)["encoding"] == "polarity_baf"}
+    if len(support) > 1:
+        raise ValueError(f"'polarity_baf' members filter with different support times (ns): {sorted(support)}")
+    return {"arch": "ensemble", **shared, **({"baf_dt_ns": support.pop()} if support else {}),
+            "encoding": widest, "in_channels": ENCODINGS[widest],
             "resolution": resolutions.pop() if len(resolutions) == 1 else "mixed",
             "members": [dict(c) for c in configs]}

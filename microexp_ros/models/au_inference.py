@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from microexp_ros.bench.timing import latencies_ms
+from microexp_ros.events.denoise import background_activity_filter
 from microexp_ros.events.histogram import polarity_histograms
 from microexp_ros.events.window import crop, window_slice
 from microexp_ros.facs import MODEL_AUS, NEUTRAL, SINGLE_LABEL_CLASSES
@@ -33,8 +34,11 @@ MODALITIES = ("events", "rgb")
 # Event input encodings: "polarity" = log counts per polarity (2 channels); "polarity_net" adds the signed net
 # count ON - OFF (3 channels): a periodic ripple over whole periods (mains flicker: 5 per 50 ms bin) cancels
 # in it and polarity-symmetric noise averages to zero, while a moving edge's events, one polarity per cell,
-# add up. Every encoding starts with the "polarity" channels (AUEnsemble feeds members the leading ones).
-ENCODINGS = {"polarity": 2, "polarity_net": 3}
+# add up. "polarity_baf" adds the log counts per polarity of the events a background-activity filter keeps
+# (4 channels): shot noise in the dark fires pixels alone, an edge fires neighbours within milliseconds.
+# Every encoding starts with the "polarity" channels (AUEnsemble feeds members the leading ones).
+ENCODINGS = {"polarity": 2, "polarity_net": 3, "polarity_baf": 4}
+BAF_DT_NS = 3_000_000   # the support time of "polarity_baf" (docs/au_results.md: why 3 ms)
 
 
 # --- windows and targets -------------------------------------------------------------------------------------
@@ -114,17 +118,24 @@ def encode_events(
     size: int,
     bins: int,
     encoding: str = "polarity",
+    baf_dt_ns: int = BAF_DT_NS,
 ) -> np.ndarray:
     """[bins, C, size, size] float32 model input: per-polarity counts of the face region in `bins` time bins,
     resampled to size x size as counts per output cell, then log1p-compressed (C = 2: OFF, ON); with
-    encoding "polarity_net" a third channel holds sign(ON - OFF) * log1p(|ON - OFF|). Events must be
-    time-sorted."""
+    encoding "polarity_net" a third channel holds sign(ON - OFF) * log1p(|ON - OFF|); with "polarity_baf"
+    channels 2-3 are the OFF/ON counts of the events `background_activity_filter` keeps (support time
+    `baf_dt_ns`, within the window and face region). Events must be time-sorted."""
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {sorted(ENCODINGS)}, got {encoding!r}")
     x, y, w, h = _check_roi(roi, sensor_size)
     face = crop(window_slice(events, t0_ns, t1_ns), x, y, w, h)
-    hist = polarity_histograms(face, w, h, bins, t0_ns, t1_ns).reshape(bins * 2, h, w)
-    cells = (_resize_stack(hist, size) * np.float32(w * h / (size * size))).reshape(bins, 2, size, size)
+    hist = polarity_histograms(face, w, h, bins, t0_ns, t1_ns)
+    if encoding == "polarity_baf":
+        kept = background_activity_filter(face, w, h, baf_dt_ns)
+        hist = np.concatenate([hist, polarity_histograms(kept, w, h, bins, t0_ns, t1_ns)], axis=1)
+    counted = hist.shape[1]
+    cells = (_resize_stack(hist.reshape(bins * counted, h, w), size) * np.float32(w * h / (size * size))
+             ).reshape(bins, counted, size, size)
     planes = np.log1p(cells)
     if encoding == "polarity_net":
         net = cells[:, 1:2] - cells[:, 0:1]
@@ -135,7 +146,11 @@ def encode_events(
 def time_reversed(x: torch.Tensor) -> torch.Tensor:
     """Encoded event windows [B, bins, C, H, W] as the same scene played backwards: bins in reverse order, the
     polarities swapped (a brightening run backwards darkens), the net channel of "polarity_net" negated. It
-    equals encoding the reversed events when the bins have a whole number of ns (a training augmentation)."""
+    equals encoding the reversed events when the bins have a whole number of ns (a training augmentation).
+    Not defined for "polarity_baf" (4 channels): the filter's support looks back in time only."""
+    if x.shape[2] == ENCODINGS["polarity_baf"]:
+        raise ValueError("windows encoded with 'polarity_baf' cannot be played backwards: the background-activity "
+                         "filter is causal")
     out = x.flip(1)
     return torch.cat([out[:, :, 1:2], out[:, :, 0:1], -out[:, :, 2:]], dim=2)
 
@@ -190,7 +205,8 @@ def model_input(config: Mapping) -> dict[str, Any]:
     modality = config.get("modality")
     return {"modality": modality, "bins": int(config["bins"]), "size": int(config["size"]),
             "window_ns": int(config.get("window_ns", DEFAULT_WINDOW_NS)), "in_channels": int(config["in_channels"]),
-            "encoding": str(config.get("encoding", "polarity")) if modality == "events" else None}
+            "encoding": str(config.get("encoding", "polarity")) if modality == "events" else None,
+            "baf_dt_ns": int(config.get("baf_dt_ns", BAF_DT_NS)) if config.get("encoding") == "polarity_baf" else None}
 
 
 def input_differences(a: Mapping, b: Mapping, ignore: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
@@ -260,7 +276,7 @@ class AUPredictor:
         self.modality: str = modality
         read = model_input(config)
         self.size, self.bins, self.window_ns = read["size"], read["bins"], read["window_ns"]
-        self.channels, self.encoding = read["in_channels"], read["encoding"]
+        self.channels, self.encoding, self.baf_dt_ns = read["in_channels"], read["encoding"], read["baf_dt_ns"]
         if modality == "events" and ENCODINGS.get(self.encoding) != self.channels:
             raise WeightsError(f"weights '{name}' have encoding {self.encoding!r} with {self.channels} input "
                                f"channels; known encodings and their channels: {ENCODINGS}")
@@ -356,7 +372,8 @@ class AUPredictor:
     ) -> np.ndarray:
         """The model input of an events window: `encode_events` with this model's size, bins and encoding."""
         self._require("events")
-        return encode_events(events, t0_ns, t1_ns, roi, sensor_size, self.size, self.bins, self.encoding)
+        return encode_events(events, t0_ns, t1_ns, roi, sensor_size, self.size, self.bins, self.encoding,
+                             self.baf_dt_ns or BAF_DT_NS)
 
     def warm_up(self, events: np.ndarray, t0_ns: int, t1_ns: int, sensor_size: tuple[int, int],
                 calls: int = 3) -> list[float]:

@@ -26,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from microexp_ros.models.au_inference import (
+    BAF_DT_NS,
     DEFAULT_WINDOW_NS,
     ENCODINGS,
     au_targets,
@@ -99,6 +100,8 @@ class TrainOptions:
             raise ValueError("a teacher model (distillation) is for events models only")
         if not 0.0 <= self.reverse_prob <= 1.0 or (self.reverse_prob and self.modality != "events"):
             raise ValueError(f"reverse_prob must be in [0, 1] (above 0 for events only), got {self.reverse_prob}")
+        if self.reverse_prob and self.encoding == "polarity_baf":
+            raise ValueError("reverse_prob needs an encoding that can be played backwards, not 'polarity_baf'")
         if not 0 <= self.shift_px < self.size // 2:
             raise ValueError(f"shift_px must be in [0, size/2), got {self.shift_px}")
 
@@ -114,6 +117,7 @@ class TrainOptions:
             "resolution": self.resolution if self.modality == "events" else "rgb",
             **({"readout": self.readout, "input_norm": self.input_norm} if self.arch == "snn" else {}),
             **({"encoding": self.encoding} if self.modality == "events" else {}),
+            **({"baf_dt_ns": BAF_DT_NS} if self.encoding == "polarity_baf" else {}),
         }
 
 
