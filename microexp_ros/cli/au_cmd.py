@@ -233,7 +233,11 @@ def run_eval(args: argparse.Namespace) -> int:
                                for label in ("events SNN", "events SNN ensemble"))
     pngs = plot_confusions(summary, args.out_dir)
     events, rgb = summary.get("events SNN high"), summary["RGB SNN"]
-    scored = lambda row, key: summary[row]["all"][key] if row in summary else None  # noqa: E731 - None: no row
+
+    def scored(row: str, key: str) -> float | None:
+        """A row's overall figure; None where the row was not scored (a model trained for the other sensor)."""
+        return summary[row]["all"][key] if row in summary else None
+
     payload = {
         "events_accuracy": scored("events SNN high", "accuracy"),
         "events_macro_f1": scored("events SNN high", "macro_f1"),
