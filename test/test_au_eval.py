@@ -136,7 +136,7 @@ def test_eval_fuses_only_pairs_reading_one_window(au_dataset, trained_models, tm
         payload["rows"]["events SNN ensemble + RGB CNN high"]["all"]["accuracy"]
 
 
-def test_eval_scores_a_model_on_the_sensors_it_was_trained_for(au_dataset, trained_models, tmp_path, capsys):  # noqa: F811
+def test_eval_scores_a_model_only_on_its_own_sensor(au_dataset, trained_models, tmp_path, capsys):  # noqa: F811
     """A model trained on one event sensor's windows alone gets no row for the other sensor (the shipped
     ensemble's members are high-resolution models); its keys are null and the table still prints."""
     from microexp_ros.cli import main

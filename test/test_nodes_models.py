@@ -41,7 +41,7 @@ from microexp_ros.face.detector import FaceDetector
 from microexp_ros.face.homography import expand_box, homography_from_params, map_box
 from microexp_ros.facs import MODEL_AUS, au_name
 from microexp_ros.hri.facs import AUState, facs_arrays
-from microexp_ros.models.au_inference import (ActivationFilter, AUPredictor, FrameHistory, WindowAverage,
+from microexp_ros.models.au_inference import (BAF_DT_NS, ActivationFilter, AUPredictor, FrameHistory, WindowAverage,
                                               build_au_model, fuse)
 from microexp_ros.models.cvae import CVAEConfig, ReconCVAE
 from microexp_ros.models.recon_inference import Reconstructor, cvae_config_record
@@ -190,22 +190,28 @@ def responsive_snn(seed: int, gain: float = 6.0, config: dict = AU_CONFIG) -> to
     return model
 
 
+# Twins of the ensembles: the net-polarity encoding, and the filtered-events one (the shipped ensemble's kind)
+# with a support time other than the default, so a node that ignored the weights' `baf_dt_ns` would differ.
+TWINS = {"ensemble": {"in_channels": 3, "encoding": "polarity_net"},
+         "ensemble_baf": {"in_channels": 4, "encoding": "polarity_baf", "baf_dt_ns": 1_000_000}}
+
+
 def au_weights(tmp_path: Path, kind: str) -> Path:
-    """snn_test.safetensors: one responsive SNN, or an ensemble of one and a twin fed the net-polarity encoding."""
+    """snn_test.safetensors: one responsive SNN, or an ensemble of one and a twin fed another encoding."""
     out = tmp_path / "snn_test.safetensors"
     if kind == "single":
         return save_model(out, responsive_snn(0), AU_CONFIG, {"seed": 0, "gain": 6})
     from microexp_ros.train.au import combine_ensemble
 
-    net_config = {**AU_CONFIG, "in_channels": 3, "encoding": "polarity_net"}
+    twin_config = {**AU_CONFIG, **TWINS[kind]}
     members = [save_model(tmp_path / "members" / "pol.safetensors", responsive_snn(0), AU_CONFIG, {"seed": 0}),
-               save_model(tmp_path / "members" / "net.safetensors", responsive_snn(1, config=net_config), net_config,
-                          {"seed": 1})]
+               save_model(tmp_path / "members" / "twin.safetensors", responsive_snn(1, config=twin_config),
+                          twin_config, {"seed": 1})]
     combine_ensemble(members, out, "test ensemble")
     return out
 
 
-@pytest.mark.parametrize("kind", ["single", "ensemble"])
+@pytest.mark.parametrize("kind", ["single", *TWINS])
 def test_au_classifier_publishes_what_the_offline_predictor_computes(graph, real_data, tmp_path, kind):
     weights = au_weights(tmp_path, kind)
     events = recording(real_data / "tonic" / "sample.aedat4")  # a person's head and shoulders, 320x240
@@ -256,6 +262,11 @@ def test_au_classifier_publishes_what_the_offline_predictor_computes(graph, real
         in graph.log("au_classifier")
     published = np.array([[u.probability for u in msg.action_units] for msg in predictions])
     assert np.ptp(published, axis=0).max() > 0.1  # the windows really gave different outputs
+    if kind == "ensemble_baf":   # the weights' support time mattered: the default one gives other outputs
+        predictor.baf_dt_ns = BAF_DT_NS
+        default_dt = [predictor.predict(window_slice(events, t0, t1), t0, t1, roi, size).probabilities
+                      for t0, t1 in bounds[:3]]
+        assert np.abs(np.array(default_dt) - published[:3]).max() > 1e-3
     assert any(u.active for u in predictions[-2].action_units)  # and the hysteresis switched some AUs on
 
 
