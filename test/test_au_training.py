@@ -206,6 +206,28 @@ def test_distillation_loss_terms():
     assert torch.isclose(extra, t * t * kl, atol=1e-6) and extra > 0
 
 
+def test_ema_update_averages_weights_and_batchnorm_statistics_only():
+    from microexp_ros.models.au_inference import build_au_model
+    from microexp_ros.train.au import TrainOptions, ema_update
+
+    config = {"arch": "snn", "modality": "events", "in_channels": 2, "bins": 3, "size": 16}
+    torch.manual_seed(0)
+    model, averaged = build_au_model(config), build_au_model(config)
+    model(torch.rand(2, 3, 2, 16, 16))   # a training-mode pass: BatchNorm statistics move, neuron state fills
+    before = {k: v.clone() for k, v in averaged.state_dict().items()}
+    ema_update(averaged, model, 0.75)
+    after, current = averaged.state_dict(), model.state_dict()
+    for name, _ in model.named_parameters():
+        assert torch.allclose(after[name], 0.75 * before[name] + 0.25 * current[name]), name
+    bn = [k for k in after if k.endswith(("running_mean", "running_var"))]
+    assert bn and all(torch.allclose(after[k], 0.75 * before[k] + 0.25 * current[k]) for k in bn)
+    assert not torch.equal(after[bn[0]], before[bn[0]])   # the statistics really moved
+    others = [k for k in after if k not in bn and k not in dict(model.named_parameters())]
+    assert all(torch.equal(after[k], before[k]) for k in others)   # counters and neuron state untouched
+    with pytest.raises(ValueError, match=r"ema .* must be in \[0, 1\)"):
+        TrainOptions(data="d", out="o.safetensors", ema=1.0)
+
+
 def test_train_command_distils_a_teacher_reading_the_same_input(au_dataset, tmp_path, capsys):
     from microexp_ros.cli import main
 

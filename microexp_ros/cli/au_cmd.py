@@ -62,6 +62,9 @@ def register(group) -> None:
     train.add_argument("--teacher", type=Path,
                        help="trained events model (e.g. an ensemble) reading the same input, distilled into this "
                             "one: its class distribution and per-AU probabilities join the targets")
+    train.add_argument("--ema", type=float, default=0.0,
+                       help="validate and save an exponential moving average of the weights with this decay per "
+                            "step (e.g. 0.999; 0 = the weights themselves)")
     train.add_argument("--max-minutes", type=float, default=20.0, help="stop training after this wall time")
     train.add_argument("--threads", type=int, default=2)
     add_json_flag(train)
@@ -147,7 +150,7 @@ def run_train(args: argparse.Namespace) -> int:
         window_ns=int(round(args.window_ms * 1e6)), jitter_ns=int(round(args.jitter_ms * 1e6)),
         patience=args.patience, copies=args.copies, shift_px=args.shift_px, reverse_prob=args.reverse_prob,
         readout=args.readout, input_norm=args.input_norm, encoding=args.encoding,
-        teacher=str(args.teacher) if args.teacher else "",
+        teacher=str(args.teacher) if args.teacher else "", ema=args.ema,
         max_minutes=args.max_minutes, threads=args.threads, command=_command(args, "train au"),
     )
     summary = train(opts)

@@ -14,7 +14,7 @@ import copy
 import platform
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ class TrainOptions:
     input_norm: str = "none"
     encoding: str = "polarity"
     teacher: str = ""
+    ema: float = 0.0
     max_minutes: float = 20.0
     threads: int = 2
     command: str = field(default_factory=lambda: " ".join(sys.argv))
@@ -102,6 +103,8 @@ class TrainOptions:
             raise ValueError(f"reverse_prob must be in [0, 1] (above 0 for events only), got {self.reverse_prob}")
         if self.reverse_prob and self.encoding == "polarity_baf":
             raise ValueError("reverse_prob needs an encoding that can be played backwards, not 'polarity_baf'")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema (the weight average's decay per step) must be in [0, 1), got {self.ema}")
         if not 0 <= self.shift_px < self.size // 2:
             raise ValueError(f"shift_px must be in [0, size/2), got {self.shift_px}")
 
@@ -218,9 +221,10 @@ def shift_inputs(x: torch.Tensor, max_px: int, generator: torch.Generator | None
 
 def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: torch.optim.Optimizer | None,
               generator: torch.Generator | None = None, desc: str = "", shift_px: int = 0,
-              reverse_prob: float = 0.0) -> tuple[float, float]:
+              reverse_prob: float = 0.0, after_step: Callable[[], None] | None = None) -> tuple[float, float]:
     """One pass (training when an optimizer is given, with shuffling, random flips, `shift_px` translations
-    and, with probability `reverse_prob`, event windows played backwards); (mean loss, accuracy)."""
+    and, with probability `reverse_prob`, event windows played backwards; `after_step` runs after each
+    optimizer step); (mean loss, accuracy)."""
     training = optimizer is not None
     model.train(training)
     order = torch.randperm(len(data), generator=generator) if training else torch.arange(len(data))
@@ -246,9 +250,23 @@ def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: tor
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if after_step is not None:
+                    after_step()
             total_loss += loss.item() * len(idx)
             correct += int((class_logits.argmax(1) == data.label[idx]).sum())
     return total_loss / len(data), correct / len(data)
+
+
+@torch.no_grad()
+def ema_update(averaged: nn.Module, model: nn.Module, decay: float) -> None:
+    """averaged <- decay * averaged + (1 - decay) * model, over the parameters and the BatchNorm running
+    statistics (not snntorch's neuron state buffers, which every forward pass resets)."""
+    for a, p in zip(averaged.parameters(), model.parameters()):
+        a.lerp_(p, 1.0 - decay)
+    for a, m in zip(averaged.modules(), model.modules()):
+        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            a.running_mean.lerp_(m.running_mean, 1.0 - decay)
+            a.running_var.lerp_(m.running_var, 1.0 - decay)
 
 
 def curve_path(weights: Path) -> Path:
@@ -304,6 +322,9 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     encode_s = time.perf_counter() - start
 
     model = build_au_model(config)
+    # With --ema the exponential moving average of the weights (and BatchNorm statistics) is what is validated
+    # and saved: an average over the last ~1/(1 - ema) steps, less dependent on where the last step landed.
+    scored = copy.deepcopy(model) if opts.ema else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=opts.epochs)
     generator = torch.Generator().manual_seed(opts.seed)
@@ -317,9 +338,11 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     for epoch in range(1, opts.epochs + 1):
         train_loss, train_acc = run_epoch(model, train_set, opts.batch_size, optimizer, generator,
                                           desc=f"epoch {epoch}/{opts.epochs}", shift_px=opts.shift_px,
-                                          reverse_prob=opts.reverse_prob)
+                                          reverse_prob=opts.reverse_prob,
+                                          after_step=(lambda: ema_update(scored, model, opts.ema))
+                                          if opts.ema else None)
         scheduler.step()
-        val_loss, val_acc = run_epoch(model, val_set, 64, None)
+        val_loss, val_acc = run_epoch(scored, val_set, 64, None)
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                         "val_loss": val_loss, "val_accuracy": val_acc,
                         "elapsed_s": round(time.perf_counter() - train_start, 1)})
@@ -328,9 +351,9 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         improved = val_acc > best["val_accuracy"] or (val_acc == best["val_accuracy"] and val_loss < best["val_loss"])
         if improved:
             best = {"epoch": epoch, "val_accuracy": val_acc, "val_loss": val_loss, "train_accuracy": train_acc}
-            best_state = copy.deepcopy(model.state_dict())
-            meta = _meta(opts, manifest, best, history, "checkpoint", encode_s, model, teacher_sha=teacher_sha)
-            save_model(out, model, config, meta)
+            best_state = copy.deepcopy(scored.state_dict())
+            meta = _meta(opts, manifest, best, history, "checkpoint", encode_s, scored, teacher_sha=teacher_sha)
+            save_model(out, scored, config, meta)
             stale = 0
         else:
             stale += 1
@@ -340,10 +363,11 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         if time.perf_counter() - start > opts.max_minutes * 60:
             stopped = f"time budget of {opts.max_minutes} min reached"
             break
-    model.load_state_dict(best_state)
+    scored.load_state_dict(best_state)
     train_s = time.perf_counter() - train_start
-    summary = _meta(opts, manifest, best, history, stopped, encode_s, model, train_s=train_s, teacher_sha=teacher_sha)
-    save_model(out, model, config, summary)
+    summary = _meta(opts, manifest, best, history, stopped, encode_s, scored, train_s=train_s,
+                    teacher_sha=teacher_sha)
+    save_model(out, scored, config, summary)
     curve = curve_path(out)
     plot_curves({"": history}, curve, f"{opts.arch} on {opts.modality} ({config['resolution']}), seed {opts.seed}")
     summary["curve_png"] = str(curve)
