@@ -31,15 +31,21 @@ def _probe(name: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from microexp_ros.resources import share_dir
+    from microexp_ros.ros.shm_segments import unowned_segments
 
     modules = {name: _probe(name) for name in _MODULES}
     try:
         share = str(share_dir())
     except FileNotFoundError as error:
         share = f"MISSING ({error})"
+    unowned = unowned_segments()
+    left = sum(size for _, size in unowned)
     payload = {"microexp_ros": __version__, "python": platform.python_version(), "prefix": sys.prefix,
-               "share_dir": share, "modules": modules}
+               "share_dir": share, "modules": modules,
+               "fastdds_unowned_segments": {"count": len(unowned), "bytes": left}}
     rows = [["microexp_ros", __version__], ["python", payload["python"]], ["share dir", share]]
     rows += [[name, version] for name, version in modules.items()]
+    rows.append(["FastDDS shm of exited processes", f"{len(unowned)} segments, {left / 2**20:.0f} MiB"
+                 + ("; `fastdds shm clean` frees them when no ROS process is starting" if unowned else "")])
     emit(args, payload, format_table(["component", "version / status"], rows))
     return 0 if not any(v.startswith("MISSING") for v in modules.values()) else 1
