@@ -53,6 +53,24 @@ def test_no_face_in_an_event_like_noise_image_and_bad_images_rejected(detector):
         FaceDetector(upsample=5)
 
 
+def test_a_face_region_standby_builds_the_detector_before_promotion(monkeypatch):
+    """face_region's prepare step (run before a hot standby waits) builds dlib's detector, which every
+    FaceDetector then shares; a `static` face_region, which detects nothing, skips it."""
+    pytest.importorskip("rclpy")
+    from microexp_ros.face.detector import frontal_face_detector
+    from microexp_ros.nodes import face_region
+
+    frontal_face_detector.cache_clear()
+    monkeypatch.setattr("sys.argv", ["face_region", "--ros-args", "-p", "source:=static"])
+    face_region._prepare_detector()
+    assert frontal_face_detector.cache_info().currsize == 0
+    monkeypatch.setattr("sys.argv", ["face_region", "--ros-args", "-p", "source:=samples"])
+    face_region._prepare_detector()
+    assert frontal_face_detector.cache_info().currsize == 1
+    built = frontal_face_detector()
+    assert FaceDetector()._detector is built and FaceDetector(upsample=1)._detector is built
+
+
 def test_box_mapping_through_a_known_homography():
     # Event camera at half the RGB resolution, shifted by (10, 20) event pixels.
     matrix = homography_from_params([0.5, 0, 10, 0, 0.5, 20, 0, 0, 1])

@@ -8,6 +8,7 @@ Large frames are shrunk to `max_side` first, which bounds the cost per frame; bo
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -35,6 +36,18 @@ class Face:
         return self.x, self.y, self.w, self.h
 
 
+@functools.cache
+def frontal_face_detector():
+    """dlib's HOG frontal face detector, built once per process and run once on a blank image: deserialising its
+    model and the first detection take ~0.4 s of CPU, which face_region's hot standby spends before it is
+    promoted (`run_node`'s prepare) rather than after."""
+    import dlib  # the compiled model lives in the extension
+
+    detector = dlib.get_frontal_face_detector()
+    detector.run(np.zeros((64, 64), np.uint8), 0, 0.0)
+    return detector
+
+
 class FaceDetector:
     """Frontal faces in a gray or BGR uint8 image, best first."""
 
@@ -43,9 +56,7 @@ class FaceDetector:
             raise ValueError(f"upsample must be 0, 1 or 2, got {upsample}")
         if int(max_side) < 64:
             raise ValueError(f"max_side must be at least 64 px, got {max_side}")
-        import dlib  # the compiled model lives in the extension
-
-        self._detector = dlib.get_frontal_face_detector()
+        self._detector = frontal_face_detector()
         self.upsample = int(upsample)
         self.threshold = float(threshold)
         self.max_side = int(max_side)

@@ -18,13 +18,13 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from microexp_ros.face.detector import FaceDetector
+from microexp_ros.face.detector import FaceDetector, frontal_face_detector
 from microexp_ros.face.homography import expand_box, homography_from_params, map_box
 from microexp_ros.msg import FaceRegion, SyncedSample
 from microexp_ros.nodes.sample_input import camera_frame, region_param
 from microexp_ros.ros import qos
 from microexp_ros.ros.diagnostics import Health
-from microexp_ros.ros.params import Param, ParameterError, declare_parameters
+from microexp_ros.ros.params import Param, ParameterError, command_line_value, declare_parameters
 from microexp_ros.ros.ready import announce_ready
 from microexp_ros.ros.runtime import run_node
 
@@ -153,8 +153,15 @@ class FaceRegionNode(Node):
         self.health.values["confidence"] = best.confidence
 
 
+def _prepare_detector() -> None:
+    """`run_node`'s prepare: build the face detector before a standby waits, unless the ROS arguments make
+    this a `static` face_region (no detection)."""
+    if command_line_value(sys.argv, "face_region", "source") != "static":
+        frontal_face_detector()
+
+
 def main() -> None:
-    sys.exit(run_node(FaceRegionNode))
+    sys.exit(run_node(FaceRegionNode, prepare=_prepare_detector))
 
 
 if __name__ == "__main__":
