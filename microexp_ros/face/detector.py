@@ -37,7 +37,7 @@ class Face:
 
 
 @functools.cache
-def frontal_face_detector():
+def frontal_face_detector() -> "dlib.fhog_object_detector":  # noqa: F821 - dlib is imported inside
     """dlib's HOG frontal face detector, built once per process and run once on a blank image: deserialising its
     model and the first detection take ~0.4 s of CPU, which face_region's hot standby spends before it is
     promoted (`run_node`'s prepare) rather than after."""
