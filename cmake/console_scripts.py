@@ -13,11 +13,18 @@ from pathlib import Path
 TEMPLATE = """#!{python}
 # Generated from setup.cfg by cmake/console_scripts.py.
 import sys
-
+{early}
 from {module} import {function}
 
 if __name__ == "__main__":
     sys.exit({function}())
+"""
+# Node executables remember a SIGINT/SIGTERM that arrives while their imports run (microexp_ros.ros.early_stop).
+NODE_MODULES = "microexp_ros.nodes."
+EARLY_STOP = """
+from microexp_ros.ros.early_stop import remember_stop
+
+remember_stop()
 """
 
 
@@ -31,7 +38,8 @@ def main(setup_cfg: str, out_dir: str, python: str) -> int:
         name, target = (part.strip() for part in line.split("=", 1))
         module, function = (part.strip() for part in target.split(":", 1))
         script = out / name
-        script.write_text(TEMPLATE.format(python=python, module=module, function=function))
+        early = EARLY_STOP if module.startswith(NODE_MODULES) else ""
+        script.write_text(TEMPLATE.format(python=python, early=early, module=module, function=function))
         script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return 0
 

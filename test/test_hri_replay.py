@@ -61,7 +61,7 @@ def recording():
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, ros_env):
-    """`microexp demo --json` on the embedded bag: (exit code, metrics, report folder)."""
+    """`microexp demo --json` on the embedded bag: (exit code, metrics, report folder, the launcher's stderr)."""
     report = tmp_path_factory.mktemp("report")
     microexp = Path(sys.prefix) / "bin" / "microexp"
     proc = subprocess.run([str(microexp), "demo", "--json", "--report", str(report)], env=ros_env,
@@ -71,7 +71,7 @@ def demo_run(tmp_path_factory, ros_env):
     except json.JSONDecodeError as error:
         raise AssertionError(f"microexp demo --json stdout is not one JSON object ({error}), exit "
                              f"{proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}") from error
-    return proc.returncode, metrics, report
+    return proc.returncode, metrics, report, proc.stderr
 
 
 def offline_au(recording) -> tuple[list[WindowPrediction], dict]:
@@ -96,7 +96,7 @@ def offline_au(recording) -> tuple[list[WindowPrediction], dict]:
 
 
 def test_replay_detects_what_offline_evaluation_detects(demo_run, recording):
-    code, metrics, _ = demo_run
+    metrics = demo_run[1]
     offline_predictions, offline = offline_au(recording)
     assert metrics["ground_truth_events"] == len(recording[2])
     assert metrics["windows"] >= len(offline_predictions), "windows were lost between time_sync and the robot"
@@ -106,7 +106,7 @@ def test_replay_detects_what_offline_evaluation_detects(demo_run, recording):
 
 
 def test_replay_reconstructs_as_well_as_offline(demo_run, recording):
-    _, metrics, report = demo_run
+    _, metrics, report, _ = demo_run
     events, frames, _, (width, height) = recording
     reconstructor = Reconstructor.from_file()
     window = yaml.safe_load(share_path("config", "hri.yaml").read_text())["time_sync"]["ros__parameters"]
@@ -123,8 +123,9 @@ def test_replay_reconstructs_as_well_as_offline(demo_run, recording):
 
 
 def test_replay_is_clean(demo_run):
-    code, metrics, report = demo_run
-    assert code == 0
+    code, metrics, report, stderr = demo_run
+    assert code == 0, (f"demo exited {code}: errors {metrics['errors_by_kind']}, node exits "
+                       f"{metrics['node_exit_codes']}, stop {metrics['stop_s']} s; launcher's stderr:\n{stderr[-4000:]}")
     assert metrics["errors"] == 0, metrics["errors_by_kind"]
     assert all(codes == [0] for codes in metrics["node_exit_codes"].values()), metrics["node_exit_codes"]
     assert metrics["stop_s"] is not None and metrics["stop_s"] < 5.0

@@ -1,5 +1,6 @@
 """How node processes spin and stop: the executor choice (MICROEXP_EXECUTOR) and its failure mode, thread stacks
-on request, a hanging teardown reported and ended, native stacks of a process that does not stop."""
+on request, a stop during start-up imports, a hanging teardown reported and ended, native stacks of a process
+that does not stop."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import subprocess
 import sys
 import time
 import types
+from pathlib import Path
 
 import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
-from microexp_ros.bringup.runner import NATIVE_STACKS_AFTER_S, Launcher, _Process, native_stacks
+from microexp_ros.bringup.runner import NATIVE_STACKS_AFTER_S, Launcher, _Process, executable_path, native_stacks
 from microexp_ros.ros.runtime import EXECUTOR_ENV, STACKS_SIGNAL, make_executor
 
 
@@ -77,6 +79,30 @@ def test_a_running_node_prints_every_thread_stack_on_request_and_keeps_running(r
         assert proc.poll() is None, "the node ended after printing its stacks"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler installed for `signum` (the SigCgt mask of /proc/<pid>/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return bool(int(re.search(r"^SigCgt:\s*([0-9a-f]+)$", status, re.M).group(1), 16) >> (signum - 1) & 1)
+
+
+def test_a_node_executable_stopped_while_it_imports_exits_0_without_a_traceback(ros_env):
+    # What `microexp launch --duration 3` or a quick Ctrl-C in `ros2 launch` does to au_classifier (torch import).
+    proc = subprocess.Popen([str(executable_path("au_classifier"))], env=ros_env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10.0
+        while not _catches(proc.pid, signal.SIGTERM):   # Python itself never catches SIGTERM: remember_stop ran
+            assert time.monotonic() < deadline, "the executable installed no SIGTERM handler"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        stderr = proc.stderr.read()
+        assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+        assert "executor:" not in stderr, f"it joined the graph before it stopped:\n{stderr}"
     finally:
         proc.kill()
         proc.wait()
@@ -144,18 +170,20 @@ time.sleep(7)
 """
 
 
-def test_the_launcher_logs_native_stacks_of_a_node_slow_to_stop_then_lets_it_finish(gdb):
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_TO_STOP], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "up"
+def test_the_launcher_logs_native_stacks_of_nodes_slow_to_stop_then_lets_them_finish(gdb):
+    procs = {name: subprocess.Popen([sys.executable, "-c", SLOW_TO_STOP], stdout=subprocess.PIPE, text=True)
+             for name in ("slow_a", "slow_b")}
+    assert all(proc.stdout.readline().strip() == "up" for proc in procs.values())
     lines: list[str] = []
-    launcher = object.__new__(Launcher)   # only the stop sequence, on a process that ignores SIGINT for 7 s
-    launcher.processes = {"slow": _Process(types.SimpleNamespace(name="slow"), proc)}
+    launcher = object.__new__(Launcher)   # only the stop sequence, on processes that ignore SIGINT for 7 s
+    launcher.processes = {name: _Process(types.SimpleNamespace(name=name), proc) for name, proc in procs.items()}
     launcher.exit_codes, launcher.stop_s, launcher.stop_timeout_s, launcher.log = {}, None, 10.0, lines.append
     launcher._stop_all()
     text = "\n".join(lines)
     _skip_if_attach_denied(text)
-    logged = re.search(r"slow still running (\d+\.\d) s after SIGINT; its native stacks:", text)
-    assert logged and float(logged.group(1)) >= NATIVE_STACKS_AFTER_S, text
-    assert "#0" in text
-    assert "did not stop in time" not in text, "it ended on its own at 7 s, before the 10 s escalation"
-    assert launcher.exit_codes == {"slow": [0]}
+    for name in procs:   # one log entry per node: its line, then its stacks
+        entry = [line for line in lines if line.startswith(f"[launch] {name} still running")]
+        logged = re.match(r".* (\d+\.\d) s after SIGINT; its native stacks:\n", entry[0]) if entry else None
+        assert logged and float(logged.group(1)) >= NATIVE_STACKS_AFTER_S and "#0" in entry[0], text
+    assert "did not stop in time" not in text, "they ended on their own at 7 s, before the 10 s escalation"
+    assert launcher.exit_codes == {"slow_a": [0], "slow_b": [0]}

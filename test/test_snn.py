@@ -260,6 +260,9 @@ def test_baf_encoding_adds_the_counts_of_the_events_the_filter_keeps():
     bar_kept = len(background_activity_filter(bar, SIZE, SIZE, 2_000_000)) / len(bar)
     noise_kept = len(background_activity_filter(noise, SIZE, SIZE, 2_000_000)) / len(noise)
     assert bar_kept > 0.8 > 0.2 > noise_kept, (bar_kept, noise_kept)
+    with pytest.raises(ValueError, match="baf_dt_ns"):
+        encode_events(events, *args, encoding="polarity_baf", baf_dt_ns=None)
+    assert np.array_equal(encode_events(events, *args, baf_dt_ns=None), baf[:, :2])   # unused without the filter
     with pytest.raises(ValueError, match="cannot be played backwards"):
         time_reversed(torch.from_numpy(baf)[None])
 

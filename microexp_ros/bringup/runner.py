@@ -18,6 +18,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,12 +229,15 @@ class Launcher:
         for proc in alive:
             proc.popen.send_signal(signal.SIGINT)
         self._wait_for(alive, started + min(NATIVE_STACKS_AFTER_S, self.stop_timeout_s))
-        for proc in [p for p in alive if p.popen.poll() is None]:
+        stuck = [p for p in alive if p.popen.poll() is None]
+        if stuck:   # one gdb per stuck node, side by side: together they take as long as the slowest
             waited = time.monotonic() - started
-            stacks = native_stacks(proc.popen.pid)
-            if stacks is not None:
-                self.log(f"[launch] {proc.spec.name} still running {waited:.1f} s after SIGINT; its native "
-                         f"stacks:\n{stacks}")
+            with ThreadPoolExecutor(len(stuck)) as pool:
+                found = list(pool.map(native_stacks, [p.popen.pid for p in stuck]))
+            for proc, stacks in zip(stuck, found):
+                if stacks is not None:
+                    self.log(f"[launch] {proc.spec.name} still running {waited:.1f} s after SIGINT; its native "
+                             f"stacks:\n{stacks}")
         end = started + self.stop_timeout_s
         for escalate in (signal.SIGTERM, signal.SIGKILL):
             self._wait_for(alive, end)

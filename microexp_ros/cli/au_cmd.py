@@ -168,6 +168,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _rows(args: argparse.Namespace):
+    from microexp_ros.data.dataset import RESOLUTIONS
     from microexp_ros.eval.au import Row
     from microexp_ros.models.au_inference import AUPredictor
     from microexp_ros.resources import share_path
@@ -175,9 +176,8 @@ def _rows(args: argparse.Namespace):
     predictors = {stem: AUPredictor.from_file(getattr(args, stem) or share_path("models", f"{stem}.safetensors"),
                                               flip_average=args.flip_average)
                   for stem in SHIPPED}
-    sensors = ("high", "low")
     return [Row(name, predictors[stem], source) for name, stem, source in SHIPPED_ROWS
-            if not (source in sensors and predictors[stem].meta["config"].get("resolution") in sensors
+            if not (source in RESOLUTIONS and predictors[stem].meta["config"].get("resolution") in RESOLUTIONS
                     and predictors[stem].meta["config"]["resolution"] != source)]
 
 

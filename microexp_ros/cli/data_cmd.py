@@ -91,13 +91,13 @@ def _cpu_seconds() -> float:
 def run_inspect(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from microexp_ros.data.dataset import load_clip, load_manifest
+    from microexp_ros.data.dataset import RESOLUTIONS, load_clip, load_manifest
 
     manifest = load_manifest(args.dataset)
     entries = manifest["clips"]
     per = {key: collections.Counter(str(c[key]) for c in entries) for key in ("split", "label", "lighting")}
     macro = sum(bool(c.get("macro")) for c in entries)
-    counts = {r: np.array([c["n_events"][r] for c in entries if "n_events" in c]) for r in ("high", "low")}
+    counts = {r: np.array([c["n_events"][r] for c in entries if "n_events" in c]) for r in RESOLUTIONS}
     by_light = collections.defaultdict(list)
     for c in entries:
         if "n_events" in c:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from microexp_ros.data.dataset import RESOLUTIONS
 from microexp_ros.eval.image_metrics import frame_quality, mean_quality
 from microexp_ros.events.frame import event_frame
 from microexp_ros.events.window import window_slice
@@ -218,7 +219,7 @@ def evaluate_dataset(test: list[ClipFrames], train: list[ClipFrames], cvae: Reco
         return hit[0][metric] if hit else None
 
     headline = {}
-    for res in ("high", "low"):
+    for res in RESOLUTIONS:
         headline[f"ssim_{res}"] = pick("video", res, "cvae", "ssim")
         headline[f"psnr_{res}"] = pick("video", res, "cvae", "psnr")
         headline[f"frames_{res}"] = pick("video", res, "cvae", "n")

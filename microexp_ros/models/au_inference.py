@@ -118,15 +118,17 @@ def encode_events(
     size: int,
     bins: int,
     encoding: str = "polarity",
-    baf_dt_ns: int = BAF_DT_NS,
+    baf_dt_ns: int | None = BAF_DT_NS,
 ) -> np.ndarray:
     """[bins, C, size, size] float32 model input: per-polarity counts of the face region in `bins` time bins,
     resampled to size x size as counts per output cell, then log1p-compressed (C = 2: OFF, ON); with
     encoding "polarity_net" a third channel holds sign(ON - OFF) * log1p(|ON - OFF|); with "polarity_baf"
     channels 2-3 are the OFF/ON counts of the events `background_activity_filter` keeps (support time
-    `baf_dt_ns`, within the window and face region). Events must be time-sorted."""
+    `baf_dt_ns`, within the window and face region; unused by the other encodings). Events must be time-sorted."""
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {sorted(ENCODINGS)}, got {encoding!r}")
+    if encoding == "polarity_baf" and baf_dt_ns is None:
+        raise ValueError("encoding polarity_baf needs the filter's support time baf_dt_ns, got None")
     x, y, w, h = _check_roi(roi, sensor_size)
     face = crop(window_slice(events, t0_ns, t1_ns), x, y, w, h)
     hist = polarity_histograms(face, w, h, bins, t0_ns, t1_ns)
@@ -373,7 +375,7 @@ class AUPredictor:
         """The model input of an events window: `encode_events` with this model's size, bins and encoding."""
         self._require("events")
         return encode_events(events, t0_ns, t1_ns, roi, sensor_size, self.size, self.bins, self.encoding,
-                             self.baf_dt_ns or BAF_DT_NS)
+                             self.baf_dt_ns)
 
     def warm_up(self, events: np.ndarray, t0_ns: int, t1_ns: int, sensor_size: tuple[int, int],
                 calls: int = 3) -> list[float]:

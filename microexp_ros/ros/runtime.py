@@ -28,6 +28,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from microexp_ros.ros.dds import configure_transport
+from microexp_ros.ros.early_stop import stop_requested
 
 STANDBY_ENV = "MICROEXP_STANDBY"
 START_LINE = "start"
@@ -84,9 +85,12 @@ def run_node(make_node: Callable[[], Node], prepare: Callable[[], None] | None =
     # First of all: a SIGINT during `prepare` or construction (a launch stopped early) ends the process cleanly.
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    stop["requested"] |= stop_requested()   # one that came during the executable's imports (ros.early_stop)
     faulthandler.register(STACKS_SIGNAL, all_threads=True)
-    if prepare is not None:
+    if prepare is not None and not stop["requested"]:
         prepare()
+    if stop["requested"]:   # asked to stop before joining the graph (during imports or prepare)
+        return 0
     transport = configure_transport()
     rclpy.init(args=sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     placeholder = None

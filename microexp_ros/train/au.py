@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from microexp_ros.data.dataset import RESOLUTIONS
 from microexp_ros.models.au_inference import (
     BAF_DT_NS,
     DEFAULT_WINDOW_NS,
@@ -41,8 +42,6 @@ from microexp_ros.models.au_inference import (
 from microexp_ros.models.au_ensemble import AUEnsemble, ensemble_config
 from microexp_ros.models.snn import INPUT_NORMS, READOUTS
 from microexp_ros.models.weights import count_parameters, load_model, save_model
-
-RESOLUTIONS = ("high", "low")
 
 
 @dataclass

@@ -20,9 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from microexp_ros.data.dataset import RESOLUTIONS
 from microexp_ros.events.voxel import voxel_grid
-
-RESOLUTIONS = ("high", "low")
 
 
 @dataclass
