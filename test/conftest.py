@@ -11,6 +11,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 REAL_DATA = Path(os.environ.get("MICROEXP_REAL_DATA", REPO_ROOT.parent / "shared" / "data" / "real"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The test process's own DDS participants (watchers, probes) get the node processes' transport. FastDDS
+    reads its profile once per process, at the first participant, so it is set before any test can make one."""
+    from microexp_ros.ros.dds import configure_transport
+
+    configure_transport()
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     """Root of the shared real recordings; skips the test where a clone has no ../shared/data."""

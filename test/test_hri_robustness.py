@@ -35,7 +35,6 @@ from microexp_ros.events.evt3 import encode_evt3  # noqa: E402
 from microexp_ros.msg import AUPredictions, FaceRegion, SyncedSample  # noqa: E402
 from microexp_ros.nodes.sample_input import sample_window  # noqa: E402
 from microexp_ros.ros import qos  # noqa: E402
-from microexp_ros.ros.dds import configure_transport  # noqa: E402
 from microexp_ros.ros.image import to_numpy  # noqa: E402
 from microexp_ros.ros.stamps import from_time_msg  # noqa: E402
 from microexp_ros.viz.render import event_image  # noqa: E402
@@ -52,7 +51,6 @@ class Watcher:
     """An rclpy node in this process, on the graph's domain, recording what the graph publishes."""
 
     def __init__(self, domain_id: int) -> None:
-        configure_transport()   # the graph's DDS transport, in this process too
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node("robustness_watcher", context=self.context)

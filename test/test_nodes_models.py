@@ -137,11 +137,7 @@ class Graph:
 
 
 @pytest.fixture
-def graph(ros_env, tmp_path, monkeypatch):
-    # This process's DDS participant must use the same transport as the node processes.
-    for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS"):
-        if name in ros_env:
-            monkeypatch.setenv(name, ros_env[name])
+def graph(ros_env, tmp_path):
     g = Graph(ros_env, tmp_path)
     yield g
     g.close()

@@ -69,14 +69,11 @@ CASES = {   # ROS arguments (files by key) as a process gets them after its exec
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_command_line_value_reads_what_rclpy_gives_the_node(case, params_files, ros_env, monkeypatch):
+def test_command_line_value_reads_what_rclpy_gives_the_node(case, params_files, ros_env):
     ros_args, expected = CASES[case]
     args = ["au_classifier", "--ros-args", *(params_files.get(a, a) for a in ros_args)]
     assert command_line_value(args, "au_classifier", "model_path") == expected
     # and rclpy agrees
-    for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS"):
-        if name in ros_env:
-            monkeypatch.setenv(name, ros_env[name])
     context = rclpy.Context()
     rclpy.init(args=args, context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))
     try:

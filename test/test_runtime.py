@@ -24,9 +24,9 @@ from microexp_ros.ros.runtime import EXECUTOR_ENV, STACKS_SIGNAL, make_executor
 
 
 @pytest.fixture
-def context():
+def context(ros_env):
     context = rclpy.Context()
-    rclpy.init(context=context)
+    rclpy.init(context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))
     yield context
     rclpy.try_shutdown(context=context)
 

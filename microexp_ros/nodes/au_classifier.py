@@ -142,9 +142,11 @@ class AUClassifierNode(Node):
             self.stream = EventStreamWindows(WindowCutter(max(STREAM_HISTORY_NS, 2 * window_ns)),
                                              FixedRateWindows(int(round(1e9 / p["window_rate_hz"])), window_ns))
             self.stream_reported: dict[str, int] = {}
-            self.create_subscription(EventPacket, p["events_only_topic"], self.on_events, qos.events_qos())
+            self.health.watch(self.create_subscription(EventPacket, p["events_only_topic"], self.on_events,
+                                                       qos.events_qos()), "in:packets")
         else:
-            self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos())
+            self.health.watch(self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos()),
+                              "in:samples")
         if p["use_face_region"]:
             self.create_subscription(FaceRegion, "face_region", self.on_face_region, qos.predictions_qos())
         self.publisher = self.create_publisher(AUPredictions, "/au_predictions", qos.predictions_qos())

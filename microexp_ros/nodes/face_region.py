@@ -82,9 +82,10 @@ class FaceRegionNode(Node):
         # Subscriptions first: the `~/ready` flag a bag player waits for comes after them, so the first
         # samples are not missed.
         if p["source"] == "image":
-            self.create_subscription(Image, "image", self.on_image, qos.image_qos())
+            self.health.watch(self.create_subscription(Image, "image", self.on_image, qos.image_qos()), "in:image")
         else:
-            self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos())
+            self.health.watch(self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos()),
+                              "in:samples")
         self.region_pub = self.create_publisher(FaceRegion, "~/region", qos.predictions_qos())
         self.roi_pub = self.create_publisher(NormalizedRegionOfInterest2D, f"/humans/faces/{p['face_id']}/roi",
                                              qos.predictions_qos())

@@ -100,7 +100,8 @@ class ReconstructionNode(Node):
         self.keyframe: np.ndarray | None = None
         # Subscriptions first: the `~/ready` flag a bag player waits for comes after them, so the first
         # samples are not missed.
-        self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos())
+        self.health.watch(self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos()),
+                          "in:samples")
         if p["use_face_region"]:
             self.create_subscription(FaceRegion, "face_region", self.on_face_region, qos.predictions_qos())
         self.image_pub = self.create_publisher(Image, "~/image", qos.image_qos())

@@ -97,8 +97,9 @@ class TimeSync(Node):
         # Subscriptions first: the `~/ready` flag a bag player waits for comes after them, so the first
         # packets and frames are not missed.
         self.events_sub = self.create_subscription(EventPacket, "events", self.on_events, qos.events_qos())
+        self.health.watch(self.events_sub, "in:packets")
         if not self.p["events_only"]:
-            self.create_subscription(Image, "image", self.on_image, qos.image_qos())
+            self.health.watch(self.create_subscription(Image, "image", self.on_image, qos.image_qos()), "in:images")
         self.publisher = self.create_publisher(SyncedSample, "~/samples", qos.samples_qos())
         self.gate = gated(self, self.publisher, self.p, self.health)
         self.create_timer(0.05, self.on_timer)

@@ -48,7 +48,8 @@ class VisualizerNode(Node):
         self.waiting: OrderedDict[int, AUPredictions] = OrderedDict()   # window end -> prediction ahead of it
         self.events_pub = self.create_publisher(Image, "~/events", qos.image_qos())
         self.overlay_pub = self.create_publisher(Image, "~/au_overlay", qos.image_qos())
-        self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos())
+        self.health.watch(self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos()),
+                          "in:samples")
         self.create_subscription(AUPredictions, "/au_predictions", self.on_predictions, qos.predictions_qos())
         if self.params["use_face_region"]:
             self.create_subscription(FaceRegion, "face_region", self.regions.update_from_msg, qos.predictions_qos())

@@ -2,24 +2,45 @@
 
 Nothing is dropped silently: every node counts what it discards with a reason, logs the first occurrence of
 each reason (then every 100th), and reports the totals once a second as diagnostic_msgs/DiagnosticArray.
+A sensor-rate input that stops arriving while its publishers are still matched (a stalled camera, a reader
+left deaf by a crashed peer) is reported too: WARN, with how long it has been silent.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
+from rclpy.subscription import Subscription
 
 from microexp_ros.ros import qos
+
+SILENT_AFTER_S = 5.0   # sensor streams arrive at 30 Hz or more: five seconds without one is not a hiccup
+
+
+@dataclass
+class _Watch:
+    """A watched input: its subscription, the count that measures it, and since when it has been silent."""
+
+    subscription: Subscription
+    stream: str
+    after_s: float
+    seen: int = -1                 # the stream's count when it last changed
+    silent_since: float | None = None
+    reported: bool = False
 
 
 class Health:
     """Counters of one node, with a 1 Hz /diagnostics publisher."""
 
-    def __init__(self, node: Node, period_s: float = 1.0) -> None:
+    def __init__(self, node: Node, period_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.node = node
+        self._clock = clock
+        self._watches: list[_Watch] = []
         self.counts: Counter[str] = Counter()    # inputs/outputs by stream: "in:events", "out:samples"
         self.drops: Counter[str] = Counter()     # discarded data by reason
         self.errors: Counter[str] = Counter()    # bad input or failures by kind
@@ -30,6 +51,36 @@ class Health:
 
     def count(self, stream: str, n: int = 1) -> None:
         self.counts[stream] += n
+
+    def watch(self, subscription: Subscription, stream: str, silent_after_s: float = SILENT_AFTER_S) -> None:
+        """Report `subscription` when its count `stream`, once it has started, has not moved for `silent_after_s`
+        while the subscription has matched publishers (gauge `silent_s/<stream>`, WARN, one log line per silence).
+        For continuous streams only (sensor data, samples), not for outputs that pause by design."""
+        self._watches.append(_Watch(subscription, stream, silent_after_s))
+
+    def _silences(self) -> list[str]:
+        """What each watched input has to report now; updates the silent_s gauges."""
+        now, found = self._clock(), []
+        for w in self._watches:
+            count, publishers = self.counts[w.stream], w.subscription.get_publisher_count()
+            # Arriving, not started yet (a player waiting for the graph), or nobody left to publish: not silent.
+            if count != w.seen or not count or not publishers:
+                if w.reported:
+                    self.node.get_logger().info(f"{w.stream} on {w.subscription.topic_name}: silence over "
+                                                f"({'it arrives again' if publishers else 'no publisher left'})")
+                w.seen, w.reported = count, False
+                w.silent_since = now if count and publishers else None
+            elif w.silent_since is None:   # publishers again after none: the silence starts with them
+                w.silent_since = now
+            silent = 0.0 if w.silent_since is None else now - w.silent_since
+            self.values[f"silent_s/{w.stream}"] = silent
+            if silent >= w.after_s:
+                found.append(f"no {w.stream} for {silent:.0f} s from {publishers} matched publisher(s) of "
+                             f"{w.subscription.topic_name}")
+                if not w.reported:
+                    self.node.get_logger().warning(found[-1])
+                    w.reported = True
+        return found
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.drops[reason] += n
@@ -56,13 +107,18 @@ class Health:
             self.node.get_logger().warning(f"{verb} {n} ({total} so far): {key}")
 
     def status(self) -> DiagnosticStatus:
-        """Counters are totals since start; the level says whether drops or errors happened since last report."""
+        """Counters are totals since start; the level says whether drops or errors happened since the last
+        report (WARN, ERROR) or a watched input is silent (WARN); the message names each."""
         totals = (sum(self.drops.values()), sum(self.errors.values()))
-        level, message = DiagnosticStatus.OK, "ok"
+        notes = self._silences()
+        level = DiagnosticStatus.WARN if notes else DiagnosticStatus.OK
         if totals[0] > self._reported[0]:
-            level, message = DiagnosticStatus.WARN, f"dropped since last report: {totals[0] - self._reported[0]}"
+            level = DiagnosticStatus.WARN
+            notes.append(f"dropped since last report: {totals[0] - self._reported[0]}")
         if totals[1] > self._reported[1]:
-            level, message = DiagnosticStatus.ERROR, f"errors since last report: {totals[1] - self._reported[1]}"
+            level = DiagnosticStatus.ERROR
+            notes.append(f"errors since last report: {totals[1] - self._reported[1]}")
+        message = "; ".join(notes) or "ok"
         self._reported = totals
         values = [KeyValue(key=f"count/{k}", value=str(v)) for k, v in sorted(self.counts.items())]
         values += [KeyValue(key=f"drop/{k}", value=str(v)) for k, v in sorted(self.drops.items())]

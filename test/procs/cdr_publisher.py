@@ -1,8 +1,9 @@
 """Test process: publish messages read from files of length-prefixed CDR blobs, then exit.
 
-Usage: cdr_publisher.py SPEC_JSON — a list of {"topic", "type" (pkg/msg/Name), "file", "qos"
-(reliable|best_effort), "rate_hz"}. Waits until every topic has a subscriber, publishes each blob once at its
-rate (raw bytes: no decode/encode round trip), lingers so reliable data is acknowledged, and exits 0.
+Usage: cdr_publisher.py SPEC_JSON [LINGER_S] — SPEC_JSON a list of {"topic", "type" (pkg/msg/Name), "file",
+"qos" (reliable|best_effort), "rate_hz"}. Waits until every topic has a subscriber, publishes each blob once at
+its rate (raw bytes: no decode/encode round trip), lingers LINGER_S seconds (default 0.5: reliable data is
+acknowledged) with its publishers still matched, and exits 0.
 """
 
 import json
@@ -20,6 +21,7 @@ from cdr_files import read_blobs
 
 def main() -> int:
     spec = json.loads(sys.argv[1])
+    linger_s = float(sys.argv[2]) if len(sys.argv) > 2 else 0.5
     configure_transport()
     rclpy.init()
     node = rclpy.create_node("cdr_publisher")
@@ -43,7 +45,7 @@ def main() -> int:
         for i, blob in enumerate(blobs):
             time.sleep(max(0.0, start + i * period - time.monotonic()))
             publisher.publish(blob)
-    time.sleep(0.5)
+    time.sleep(linger_s)
     node.destroy_node()
     rclpy.shutdown()
     return 0
