@@ -66,8 +66,9 @@ class Health:
             # Arriving, not started yet (a player waiting for the graph), or nobody left to publish: not silent.
             if count != w.seen or not count or not publishers:
                 if w.reported:
-                    self.node.get_logger().info(f"{w.stream} on {w.subscription.topic_name}: silence over "
-                                                f"({'it arrives again' if publishers else 'no publisher left'})")
+                    ended = "arrives again" if publishers else "has no publisher left"
+                    self.node.get_logger().info(f"{w.stream} on {w.subscription.topic_name} {ended} after "
+                                                f"{now - w.silent_since:.0f} s of silence")
                 w.seen, w.reported = count, False
                 w.silent_since = now if count and publishers else None
             elif w.silent_since is None:   # publishers again after none: the silence starts with them
