@@ -124,8 +124,10 @@ def test_replay_reconstructs_as_well_as_offline(demo_run, recording):
 
 def test_replay_is_clean(demo_run):
     code, metrics, report, stderr = demo_run
+    launcher = "\n".join(line for line in stderr.splitlines() if line.startswith("[launch]"))
     assert code == 0, (f"demo exited {code}: errors {metrics['errors_by_kind']}, node exits "
-                       f"{metrics['node_exit_codes']}, stop {metrics['stop_s']} s; launcher's stderr:\n{stderr[-4000:]}")
+                       f"{metrics['node_exit_codes']}, stop {metrics['stop_s']} s; the launcher's lines:\n"
+                       f"{launcher}\nthe end of its stderr (node logs, stacks):\n{stderr[-6000:]}")
     assert metrics["errors"] == 0, metrics["errors_by_kind"]
     assert all(codes == [0] for codes in metrics["node_exit_codes"].values()), metrics["node_exit_codes"]
     assert metrics["stop_s"] is not None and metrics["stop_s"] < 5.0
