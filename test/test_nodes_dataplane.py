@@ -5,7 +5,8 @@ bag_player (a bag with known clock offsets) → time_sync → RGB/event pairing 
 trigger; driver → bag_recorder → an MCAP bag equal, message by message, to what the driver published (with
 `forward_recorded_words`: packets spliced from the recording's words, decoding to exactly the packetizer's
 events); and
-malformed input counted in /diagnostics while the nodes keep running.
+malformed input counted in /diagnostics while the nodes keep running; events that stop while their publisher
+stays matched reported there as a silence.
 """
 
 from __future__ import annotations
