@@ -48,12 +48,20 @@ STREAMS = {name: (topic, msg_type, qos.predictions_qos()) for name, topic, msg_t
 
 
 class Watcher:
-    """An rclpy node in this process, on the graph's domain, recording what the graph publishes."""
+    """An rclpy node in this process, on the graph's domain, recording what the graph publishes.
+
+    A participant can be left deaf by a peer killed while it pushed into the participant's shared-memory port
+    (FastDDS SHM, eProsima/Fast-DDS#5469). This watcher is the test's instrument, not the graph under test:
+    when it has heard nothing at all for DEAF_S seconds, not even the 1 Hz /diagnostics of seven nodes, it
+    joins the domain again with a new participant (at most once per REJOIN_EVERY_S) and records when in
+    `rejoins`; a graph that is really silent still fails the tests.
+    """
+
+    DEAF_S = 4.0
+    REJOIN_EVERY_S = 15.0
 
     def __init__(self, domain_id: int) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("robustness_watcher", context=self.context)
+        self.domain_id = domain_id
         self.lock = threading.Lock()
         # topic -> (receipt time.monotonic(), header stamp ns) of every message
         self.received: dict[str, list[tuple[float, int]]] = defaultdict(list)
@@ -61,6 +69,16 @@ class Watcher:
         self.samples: dict[int, SyncedSample] = {}          # window end ns -> sample
         self.event_images: dict[int, Image] = {}
         self.overlays: list[Image] = []
+        self.heard: dict[str, float] = {}                   # topic -> last receipt (time.monotonic())
+        self.rejoins: list[float] = []
+        self._join()
+
+    def _join(self) -> None:
+        """A new participant (context, node, subscriptions, publishers) spun by a new thread."""
+        self.joined = time.monotonic()
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=self.domain_id)
+        self.node = rclpy.create_node("robustness_watcher", context=self.context)
         n = self.node
         for topic, msg_type, profile in STREAMS.values():
             n.create_subscription(msg_type, topic, lambda msg, topic=topic: self._on_message(topic, msg), profile)
@@ -80,17 +98,43 @@ class Watcher:
         while self.running:
             self.executor.spin_once(timeout_sec=0.02)
 
+    def _leave(self) -> None:
+        self.running = False
+        self.thread.join()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+    def _rejoin_if_deaf(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            last = max([self.joined, *self.heard.values()])
+        if now - last > self.DEAF_S and now - max([0.0, *self.rejoins]) > self.REJOIN_EVERY_S:
+            print(f"watcher: nothing heard for {now - last:.1f} s on any topic; joining again")
+            self.rejoins.append(now)
+            self._leave()
+            self._join()
+
+    def heard_ago(self) -> str:
+        """How long ago each topic was last heard, for failure messages: all old = this watcher went deaf."""
+        now = time.monotonic()
+        with self.lock:
+            ago = ", ".join(f"{topic} {now - t:.1f} s" for topic, t in sorted(self.heard.items()))
+        return f"watcher last heard: {ago}; rejoined at {[round(now - t, 1) for t in self.rejoins]} s ago"
+
     def _on_message(self, topic: str, msg) -> None:
         with self.lock:
+            self.heard[topic] = time.monotonic()
             self.received[topic].append((time.monotonic(), from_time_msg(msg.header.stamp)))
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         with self.lock:
+            self.heard["/diagnostics"] = time.monotonic()
             for status in msg.status:
                 self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
 
     def _on_sample(self, msg: SyncedSample) -> None:
         with self.lock:
+            self.heard["/time_sync/samples"] = time.monotonic()
             self.samples[from_time_msg(msg.window_end)] = msg
             self.received["/time_sync/samples"].append((time.monotonic(), from_time_msg(msg.window_end)))
 
@@ -100,6 +144,7 @@ class Watcher:
 
     def _on_overlay(self, msg: Image) -> None:
         with self.lock:
+            self.heard["/visualizer/au_overlay"] = time.monotonic()
             self.overlays.append(msg)
             self.received["/visualizer/au_overlay"].append((time.monotonic(), from_time_msg(msg.header.stamp)))
 
@@ -120,6 +165,7 @@ class Watcher:
         while time.monotonic() < deadline:
             if condition():
                 return True
+            self._rejoin_if_deaf()
             time.sleep(0.02)
         return False
 
@@ -128,10 +174,7 @@ class Watcher:
             return next((dict(v) for k, v in self.diagnostics.items() if k.endswith(node)), {})
 
     def close(self) -> None:
-        self.running = False
-        self.thread.join()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+        self._leave()
 
 
 class Graph:
@@ -206,7 +249,7 @@ def _resume_after_kill(graph: Graph, watcher: Watcher, node: str, topic: str, st
         f"{node} was not respawned ({how}):\n{graph.text()[-2000:]}"
     respawned = time.monotonic()
     assert watcher.wait_for(lambda: watcher.after(killed, topic, old), 30.0), \
-        f"{topic} did not resume after killing {node}"
+        f"{topic} did not resume after killing {node}; {watcher.heard_ago()}"
     first = watcher.after(killed, topic, old)[0]
     stamps = re.findall(rf"\[INFO\] \[(\d+\.\d+)\] \[{node}\]", graph.text())
     up = float(stamps[-1]) - killed_wall if stamps else float("nan")
@@ -301,7 +344,8 @@ def test_malformed_input_is_counted_and_valid_data_keeps_flowing(running):
         time.sleep(0.1)
     injected = time.monotonic()
     # the graph answered throughout and after: predictions in every second of the injection and the next one
-    assert watcher.wait_for(lambda: watcher.after(injected + 1.0), 10.0), "predictions stopped"
+    assert watcher.wait_for(lambda: watcher.after(injected + 1.0), 10.0), \
+        f"predictions stopped; {watcher.heard_ago()}"
     during = [t for t in watcher.after(started) if t <= injected]
     assert during, "no predictions while malformed input arrived"
     # the bad input is counted on /diagnostics (the next 1 Hz report)

@@ -19,6 +19,7 @@ import faulthandler
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 import rclpy
@@ -101,6 +102,7 @@ def run_node(make_node: Callable[[], Node], prepare: Callable[[], None] | None =
         if not wait_for_promotion():
             rclpy.try_shutdown()
             return 0
+    started = time.monotonic()
     try:
         executor = make_executor()
         node = make_node()
@@ -109,9 +111,12 @@ def run_node(make_node: Callable[[], Node], prepare: Callable[[], None] | None =
         print(f"[{name}] failed to start: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 1
+    built = time.monotonic()
     if placeholder is not None:  # only now: the participant ends with the context's last node
         placeholder.destroy_node()
-    node.get_logger().info(f"{transport}; executor: {type(executor).__name__}")
+    promoted = "" if placeholder is None else (f"; promoted: node built in {built - started:.2f} s, placeholder "
+                                               f"destroyed in {time.monotonic() - built:.2f} s")
+    node.get_logger().info(f"{transport}; executor: {type(executor).__name__}{promoted}")
     executor.add_node(node)
     try:
         while rclpy.ok() and not stop["requested"]:
