@@ -50,8 +50,8 @@ STREAMS = {name: (topic, msg_type, qos.predictions_qos()) for name, topic, msg_t
 class Watcher:
     """An rclpy node in this process, on the graph's domain, recording what the graph publishes.
 
-    A participant can be left deaf by a peer killed while it pushed into the participant's shared-memory port
-    (FastDDS SHM, eProsima/Fast-DDS#5469). This watcher is the test's instrument, not the graph under test:
+    A participant can be left deaf when a peer is killed with SIGKILL (FastDDS's shared-memory transport,
+    eProsima/Fast-DDS#5469, open upstream). This watcher is the test's instrument, not the graph under test:
     when it has heard nothing at all for DEAF_S seconds, not even the 1 Hz /diagnostics of seven nodes, it
     joins the domain again with a new participant (at most once per REJOIN_EVERY_S) and records when in
     `rejoins`; a graph that is really silent still fails the tests.
