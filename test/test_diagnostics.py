@@ -8,6 +8,7 @@ import types
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
+from std_msgs.msg import Empty
 
 from microexp_ros.ros.diagnostics import Health
 
@@ -76,3 +77,17 @@ def test_a_silence_and_errors_are_both_named_errors_setting_the_level(node):
     assert status.level == DiagnosticStatus.ERROR
     assert status.message == ("no in:samples for 2 s from 2 matched publisher(s) of /time_sync/samples; "
                               "errors since last report: 1")
+
+
+def test_where_rclpy_has_no_matched_publisher_count_the_graph_count_stands_in(node):
+    # Humble's rclpy Subscription has no get_publisher_count: the node's count of the topic's publishers is used.
+    clock = Clock()
+    health = Health(node, clock=clock)
+    health.watch(types.SimpleNamespace(topic_name="/humble_input"), "in:humble", silent_after_s=1.0)
+    publisher = node.create_publisher(Empty, "/humble_input", 10)
+    health.count("in:humble")
+    assert health.status().level == DiagnosticStatus.OK
+    clock.now += 2.0
+    assert health.status().message == "no in:humble for 2 s from 1 matched publisher(s) of /humble_input"
+    node.destroy_publisher(publisher)
+    assert health.status().level == DiagnosticStatus.OK

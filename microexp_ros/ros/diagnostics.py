@@ -58,11 +58,17 @@ class Health:
         For continuous streams only (sensor data, samples), not for outputs that pause by design."""
         self._watches.append(_Watch(subscription, stream, silent_after_s))
 
+    def _publishers(self, subscription: Subscription) -> int:
+        """Publishers matched to `subscription`; rclpy before Iron (Humble) has no Subscription.get_publisher_count,
+        and there the publishers of its topic in the graph stand in."""
+        count = getattr(subscription, "get_publisher_count", None)
+        return count() if count is not None else self.node.count_publishers(subscription.topic_name)
+
     def _silences(self) -> list[str]:
         """What each watched input has to report now; updates the silent_s gauges."""
         now, found = self._clock(), []
         for w in self._watches:
-            count, publishers = self.counts[w.stream], w.subscription.get_publisher_count()
+            count, publishers = self.counts[w.stream], self._publishers(w.subscription)
             # Arriving, not started yet (a player waiting for the graph), or nobody left to publish: not silent.
             if count != w.seen or not count or not publishers:
                 if w.reported:
