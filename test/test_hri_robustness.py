@@ -52,9 +52,9 @@ class Watcher:
 
     A participant can be left deaf when a peer is killed with SIGKILL (FastDDS's shared-memory transport,
     eProsima/Fast-DDS#5469, open upstream). This watcher is the test's instrument, not the graph under test:
-    when it has heard nothing at all for DEAF_S seconds, not even the 1 Hz /diagnostics of seven nodes, it
-    joins the domain again with a new participant (at most once per REJOIN_EVERY_S) and records when in
-    `rejoins`; a graph that is really silent still fails the tests.
+    once it has heard the graph, then nothing at all for DEAF_S seconds, not even the 1 Hz /diagnostics of
+    seven nodes, it joins the domain again with a new participant (at most once per REJOIN_EVERY_S) and
+    records when in `rejoins`; a graph that is really silent still fails the tests.
     """
 
     DEAF_S = 4.0
@@ -107,7 +107,9 @@ class Watcher:
     def _rejoin_if_deaf(self) -> None:
         now = time.monotonic()
         with self.lock:
-            last = max([self.joined, *self.heard.values()])
+            last = max(self.heard.values(), default=0.0)
+        if last < self.joined:   # this participant has heard nothing yet: the graph may still be starting
+            return
         if now - last > self.DEAF_S and now - max([0.0, *self.rejoins]) > self.REJOIN_EVERY_S:
             print(f"watcher: nothing heard for {now - last:.1f} s on any topic; joining again")
             self.rejoins.append(now)
