@@ -69,7 +69,7 @@ class Watcher:
         self.samples: dict[int, SyncedSample] = {}          # window end ns -> sample
         self.event_images: dict[int, Image] = {}
         self.overlays: list[Image] = []
-        self.heard: dict[str, float] = {}                   # topic -> last receipt (time.monotonic())
+        self.diagnostics_heard = 0.0                        # last /diagnostics receipt (time.monotonic())
         self.rejoins: list[float] = []
         self._join()
 
@@ -107,7 +107,7 @@ class Watcher:
     def _rejoin_if_deaf(self) -> None:
         now = time.monotonic()
         with self.lock:
-            last = max(self.heard.values(), default=0.0)
+            last = max(self._heard().values(), default=0.0)
         if last < self.joined:   # this participant has heard nothing yet: the graph may still be starting
             return
         if now - last > self.DEAF_S and now - max([0.0, *self.rejoins]) > self.REJOIN_EVERY_S:
@@ -116,27 +116,30 @@ class Watcher:
             self._leave()
             self._join()
 
+    def _heard(self) -> dict[str, float]:
+        """Topic -> its last receipt (time.monotonic()), from what was recorded; call with the lock held."""
+        heard = {topic: times[-1][0] for topic, times in self.received.items() if times}
+        return heard | ({"/diagnostics": self.diagnostics_heard} if self.diagnostics_heard else {})
+
     def heard_ago(self) -> str:
         """How long ago each topic was last heard, for failure messages: all old = this watcher went deaf."""
         now = time.monotonic()
         with self.lock:
-            ago = ", ".join(f"{topic} {now - t:.1f} s" for topic, t in sorted(self.heard.items()))
+            ago = ", ".join(f"{topic} {now - t:.1f} s" for topic, t in sorted(self._heard().items()))
         return f"watcher last heard: {ago}; rejoined at {[round(now - t, 1) for t in self.rejoins]} s ago"
 
     def _on_message(self, topic: str, msg) -> None:
         with self.lock:
-            self.heard[topic] = time.monotonic()
             self.received[topic].append((time.monotonic(), from_time_msg(msg.header.stamp)))
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         with self.lock:
-            self.heard["/diagnostics"] = time.monotonic()
+            self.diagnostics_heard = time.monotonic()
             for status in msg.status:
                 self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
 
     def _on_sample(self, msg: SyncedSample) -> None:
         with self.lock:
-            self.heard["/time_sync/samples"] = time.monotonic()
             self.samples[from_time_msg(msg.window_end)] = msg
             self.received["/time_sync/samples"].append((time.monotonic(), from_time_msg(msg.window_end)))
 
@@ -146,7 +149,6 @@ class Watcher:
 
     def _on_overlay(self, msg: Image) -> None:
         with self.lock:
-            self.heard["/visualizer/au_overlay"] = time.monotonic()
             self.overlays.append(msg)
             self.received["/visualizer/au_overlay"].append((time.monotonic(), from_time_msg(msg.header.stamp)))
 

@@ -74,7 +74,7 @@ def ensemble_config(configs: Sequence[dict]) -> dict[str, Any]:
     widest = max(names, key=ENCODINGS.__getitem__)  # every encoding starts with the polarity channels
     resolutions = {c.get("resolution") for c in configs}
     shared = {k: v for k, v in first.items() if k not in PER_MEMBER}
-    support = {model_input(c)["baf_dt_ns"] for c in configs if model_input(c)["encoding"] == "polarity_baf"}
+    support = {read["baf_dt_ns"] for read in map(model_input, configs) if read["encoding"] == "polarity_baf"}
     if len(support) > 1:
         raise ValueError(f"'polarity_baf' members filter with different support times (ns): {sorted(support)}")
     return {"arch": "ensemble", **shared, **({"baf_dt_ns": support.pop()} if support else {}),
