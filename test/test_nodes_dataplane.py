@@ -376,32 +376,39 @@ def test_time_sync_reports_events_that_stop_while_their_publisher_is_still_there
     from microexp_ros.events.evt3 import encode_evt3
     from microexp_ros.ros.diagnostics import SILENT_AFTER_S
 
-    events = np.zeros(50, EVENT_DTYPE)
-    events["t"] = np.arange(50) * 10_000_000 + 1_000_000
-    msg = EventPacket(height=64, width=64, seq=0, encoding="evt3", time_base=0, events=encode_evt3(events))
-    msg.header.stamp.sec = 100
+    # a few packets (best-effort: one alone can be lost while discovery settles, and a reader that never got
+    # anything is rightly not reported), then the publisher stays matched and says nothing (a stalled camera,
+    # or a deaf reader)
+    blobs = []
+    for seq in range(5):
+        events = np.zeros(50, EVENT_DTYPE)
+        events["t"] = seq * 500_000_000 + np.arange(50) * 10_000_000 + 1_000_000
+        msg = EventPacket(height=64, width=64, seq=seq, encoding="evt3", time_base=0, events=encode_evt3(events))
+        msg.header.stamp.sec = 100 + seq
+        blobs.append(serialize_message(msg))
     sent = tmp_path / "few.bin"
-    write_blobs(sent, [serialize_message(msg)])
+    write_blobs(sent, blobs)
     sync = node("time_sync", ros_env, "-p", "events_only:=true", "-r", "events:=/event_camera/events")
-    # one packet, then the publisher stays matched and says nothing (a stalled camera, or a deaf reader)
     pub = subprocess.Popen([sys.executable, str(PROCS / "cdr_publisher.py"), json.dumps([{
         "topic": "/event_camera/events", "type": "event_camera_msgs/msg/EventPacket", "file": str(sent),
-        "qos": "best_effort", "rate_hz": 50.0}]), str(SILENT_AFTER_S + 5.0)], env=ros_env, stderr=subprocess.PIPE,
+        "qos": "best_effort", "rate_hz": 50.0}]), str(SILENT_AFTER_S + 8.0)], env=ros_env, stderr=subprocess.PIPE,
         text=True)
+    # 1 Hz diagnostics from the node's start: its start-up, the packets, 5 s of silence, the warning, with margin
     rec, files = recorder(tmp_path, ros_env, [
         {"topic": "/diagnostics", "type": "diagnostic_msgs/msg/DiagnosticArray", "qos": "reliable",
-         "count": int(SILENT_AFTER_S) + 4}], 30)
-    assert rec.wait(timeout=40) == 0
+         "count": int(SILENT_AFTER_S) + 10}], 40)
+    assert rec.wait(timeout=50) == 0
     assert pub.wait(timeout=30) == 0, pub.stderr.read()
     code, out = stop(sync)
     assert code == 0, out
     statuses = [status for blob in read_blobs(files[0]) for status in deserialize_message(blob, DiagnosticArray).status]
     warned = [s for s in statuses if s.message.startswith("no in:packets for")]
-    assert warned, [(s.level, s.message) for s in statuses]
+    assert warned, ([(s.level, s.message, {kv.key: kv.value for kv in s.values}.get("count/in:packets"))
+                     for s in statuses], out)
     assert warned[0].level == DiagnosticStatus.WARN
     assert "from 1 matched publisher(s) of /event_camera/events" in warned[0].message
     assert float({kv.key: kv.value for kv in warned[0].values}["silent_s/in:packets"]) >= SILENT_AFTER_S
-    assert int({kv.key: kv.value for kv in warned[0].values}["count/in:packets"]) == 1
+    assert 1 <= int({kv.key: kv.value for kv in warned[0].values}["count/in:packets"]) <= 5
     assert "no in:packets for" in out                                 # logged once, as a warning
     assert out.count("no in:packets for") == 1, out
 
