@@ -113,6 +113,8 @@ def test_train_command_fits_the_tiny_set_and_writes_loadable_weights(au_dataset,
     argv = ["train", "au", "--data", str(au_dataset), "--out", str(out), "--modality", modality, "--arch", arch,
             "--epochs", "25", "--patience", "25", "--size", "32", "--bins", "6", "--copies", "2", "--seed", "3",
             "--batch-size", "8", "--lr", "3e-3", "--threads", "1", "--encoding", encoding, "--json"]
+    narrow = encoding == "polarity_net"  # one run with other snn widths than the defaults
+    argv += ["--channels", "8,16,32", "--hidden", "48"] if narrow else []
     assert main(argv) == 0
     record = read_sidecar(out)
     meta = record["meta"]
@@ -125,6 +127,9 @@ def test_train_command_fits_the_tiny_set_and_writes_loadable_weights(au_dataset,
     if modality == "events":
         assert record["config"]["encoding"] == encoding and "--encoding " + encoding in meta["command"]
         assert record["config"].get("baf_dt_ns") == (BAF_DT_NS if encoding == "polarity_baf" else None)
+        widths = ([8, 16, 32], 48) if narrow else ([16, 32, 64], 128)
+        assert (record["config"]["channels"], record["config"]["hidden"]) == widths
+        assert f"--channels {','.join(map(str, widths[0]))} --hidden {widths[1]}" in meta["command"]
 
     # The saved model is the best-validation one, and predicts deterministically through AUPredictor.
     predictor = AUPredictor.from_file(out)
@@ -159,6 +164,10 @@ def test_training_rejects_bad_options(au_dataset, tmp_path):
     with pytest.raises(ValueError, match="encoding"):
         TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), modality="rgb",
                      encoding="polarity_net")
+    with pytest.raises(ValueError, match="the cnn has fixed ones"):
+        TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), arch="cnn", hidden=256)
+    with pytest.raises(ValueError, match="channels and hidden must be positive"):
+        TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), channels=(16, 0, 64))
     with pytest.raises(ValueError, match="not 'polarity_baf'"):
         TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), encoding="polarity_baf",
                      reverse_prob=0.5)

@@ -54,6 +54,9 @@ def register(group) -> None:
     train.add_argument("--input-norm", choices=("none", "center"), default="none",
                        help="center: shift each window's input channels to zero mean over time and space before "
                             "the first layer (removes the uniform floor of noise or flicker; snn only)")
+    train.add_argument("--channels", type=_widths, default=(16, 32, 64),
+                       help="the snn's conv block widths, comma-separated (one stride-2 block each)")
+    train.add_argument("--hidden", type=int, default=128, help="the snn's spiking hidden layer width")
     train.add_argument("--encoding", choices=("polarity", "polarity_net", "polarity_baf"), default="polarity",
                        help="events input: log counts per polarity; polarity_net adds the signed net count ON - OFF "
                             "(cancels mains flicker and symmetric noise); polarity_baf adds the counts of the "
@@ -130,6 +133,14 @@ def register(group) -> None:
     bench.set_defaults(func=run_bench)
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """A comma-separated list of layer widths, e.g. "16,32,64"."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 16,32,64, got {text!r}") from None
+
+
 def _command(args: argparse.Namespace, words: str) -> str:
     """The full command line equivalent to `args`, every option spelled out (defaults included)."""
     parts = ["microexp", *words.split()]
@@ -137,7 +148,8 @@ def _command(args: argparse.Namespace, words: str) -> str:
         if key in ("func", "group", "command") or value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
-        parts += [flag] if value is True else [flag, shlex.quote(str(value))]
+        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        parts += [flag] if value is True else [flag, shlex.quote(text)]
     return " ".join(parts)
 
 
@@ -149,7 +161,8 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, bins=args.bins, size=args.size,
         window_ns=int(round(args.window_ms * 1e6)), jitter_ns=int(round(args.jitter_ms * 1e6)),
         patience=args.patience, copies=args.copies, shift_px=args.shift_px, reverse_prob=args.reverse_prob,
-        readout=args.readout, input_norm=args.input_norm, encoding=args.encoding,
+        readout=args.readout, input_norm=args.input_norm, channels=args.channels, hidden=args.hidden,
+        encoding=args.encoding,
         teacher=str(args.teacher) if args.teacher else "", ema=args.ema,
         max_minutes=args.max_minutes, threads=args.threads, command=_command(args, "train au"),
     )

@@ -68,6 +68,8 @@ class TrainOptions:
     reverse_prob: float = 0.0
     readout: str = "spikes"
     input_norm: str = "none"
+    channels: tuple[int, ...] = (16, 32, 64)
+    hidden: int = 128
     encoding: str = "polarity"
     teacher: str = ""
     ema: float = 0.0
@@ -104,6 +106,10 @@ class TrainOptions:
             raise ValueError("reverse_prob needs an encoding that can be played backwards, not 'polarity_baf'")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema (the weight average's decay per step) must be in [0, 1), got {self.ema}")
+        if (tuple(self.channels), self.hidden) != ((16, 32, 64), 128) and self.arch != "snn":
+            raise ValueError("channels and hidden set the snn's widths; the cnn has fixed ones")
+        if not self.channels or min(self.channels) < 1 or self.hidden < 1:
+            raise ValueError(f"channels and hidden must be positive, got {self.channels} and {self.hidden}")
         if not 0 <= self.shift_px < self.size // 2:
             raise ValueError(f"shift_px must be in [0, size/2), got {self.shift_px}")
 
@@ -117,7 +123,8 @@ class TrainOptions:
             "size": self.size,
             "window_ns": self.window_ns,
             "resolution": self.resolution if self.modality == "events" else "rgb",
-            **({"readout": self.readout, "input_norm": self.input_norm} if self.arch == "snn" else {}),
+            **({"readout": self.readout, "input_norm": self.input_norm, "channels": list(self.channels),
+                "hidden": self.hidden} if self.arch == "snn" else {}),
             **({"encoding": self.encoding} if self.modality == "events" else {}),
             **({"baf_dt_ns": BAF_DT_NS} if self.encoding == "polarity_baf" else {}),
         }
