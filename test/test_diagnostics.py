@@ -91,3 +91,62 @@ def test_where_rclpy_has_no_matched_publisher_count_the_graph_count_stands_in(no
     assert health.status().message == "no in:humble for 2 s from 1 matched publisher(s) of /humble_input"
     node.destroy_publisher(publisher)
     assert health.status().level == DiagnosticStatus.OK
+
+
+def test_a_node_with_deaf_restart_s_leaves_when_it_hears_neither_its_input_nor_the_other_nodes(ros_env):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.parameter import Parameter
+
+    from microexp_ros.ros.diagnostics import DEAF_EXIT_CODE
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+    node = rclpy.create_node("deaf_probe", context=context,
+                             parameter_overrides=[Parameter("deaf_restart_s", value=12.0)])
+    try:
+        clock, exits = Clock(), []
+        health = Health(node, clock=clock, leave=exits.append)
+        samples = types.SimpleNamespace(topic_name="/time_sync/samples", get_publisher_count=lambda: 1)
+        health.watch(samples, "in:samples")
+        assert health.restart_after_s == 12.0
+        node.create_publisher(DiagnosticArray, "/diagnostics", 10)   # another node's reporter, matched
+        report = lambda name: DiagnosticArray(status=[DiagnosticStatus(name=name)])  # noqa: E731
+        health.count("in:samples")
+        health.publish()
+        clock.now += 11.0
+        health.on_peer_report(report("/face_region"))    # the graph is still heard: a stalled input, not deafness
+        clock.now += 1.1
+        health.publish()
+        assert exits == [] and health.status().level == DiagnosticStatus.WARN
+        health.on_peer_report(report("/deaf_probe"))     # its own report does not count
+        clock.now += 10.8
+        health.publish()                                 # 22.9 s without input, 11.9 s without the others
+        assert exits == [] and health.status().level == DiagnosticStatus.WARN
+        clock.now += 0.2
+        status = health.status()
+        assert status.level == DiagnosticStatus.ERROR
+        assert status.message == ("no in:samples for 23 s from 1 matched publisher(s) of /time_sync/samples, and no "
+                                  "/diagnostics from 1 other node(s) for 12 s: deaf, leaving to be respawned with a "
+                                  "new DDS participant")
+        health.drop("late")                              # a drop does not lower the level
+        assert health.status().level == DiagnosticStatus.ERROR
+        health.publish()                                 # the report goes out first, then the node asks to end
+        assert exits == [DEAF_EXIT_CODE]
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def test_deaf_restart_s_is_declared_with_the_first_watch_and_off_by_default(node):
+    clock = Clock()
+    health = Health(node, clock=clock, leave=lambda code: pytest.fail(f"left with {code}"))
+    assert not node.has_parameter("deaf_restart_s")    # a node without watched inputs has no such parameter
+    inputs = types.SimpleNamespace(topic_name="/in", get_publisher_count=lambda: 1)
+    health.watch(inputs, "in:a", silent_after_s=1.0)
+    health.watch(inputs, "in:b", silent_after_s=1.0)
+    assert node.get_parameter("deaf_restart_s").value == 0.0 and health.restart_after_s == 0.0
+    health.count("in:a")
+    health.publish()
+    clock.now += 3600.0
+    health.publish()                     # silent for an hour: reported, never leaving
+    assert health.status().level == DiagnosticStatus.WARN

@@ -15,6 +15,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -369,16 +370,15 @@ def test_malformed_packets_are_counted_and_time_sync_keeps_running(tmp_path, ros
     assert int(values["count/out:samples"]) > 0                      # the good packets still made windows
 
 
-def test_time_sync_reports_events_that_stop_while_their_publisher_is_still_there(tmp_path, ros_env):
+def _packets_then_silence(tmp_path: Path, env: dict, linger_s: float) -> subprocess.Popen:
+    """A publisher of /event_camera/events that sends 5 packets and then stays matched, silent, for `linger_s`
+    (a stalled camera, or what a deaf reader hears). Five, not one: best-effort data can be lost while
+    discovery settles, and a reader that never got anything is rightly not reported."""
     from event_camera_msgs.msg import EventPacket
     from rclpy.serialization import serialize_message
     from microexp_ros.events.array import EVENT_DTYPE
     from microexp_ros.events.evt3 import encode_evt3
-    from microexp_ros.ros.diagnostics import SILENT_AFTER_S
 
-    # a few packets (best-effort: one alone can be lost while discovery settles, and a reader that never got
-    # anything is rightly not reported), then the publisher stays matched and says nothing (a stalled camera,
-    # or a deaf reader)
     blobs = []
     for seq in range(5):
         events = np.zeros(50, EVENT_DTYPE)
@@ -388,11 +388,16 @@ def test_time_sync_reports_events_that_stop_while_their_publisher_is_still_there
         blobs.append(serialize_message(msg))
     sent = tmp_path / "few.bin"
     write_blobs(sent, blobs)
-    sync = node("time_sync", ros_env, "-p", "events_only:=true", "-r", "events:=/event_camera/events")
-    pub = subprocess.Popen([sys.executable, str(PROCS / "cdr_publisher.py"), json.dumps([{
+    return subprocess.Popen([sys.executable, str(PROCS / "cdr_publisher.py"), json.dumps([{
         "topic": "/event_camera/events", "type": "event_camera_msgs/msg/EventPacket", "file": str(sent),
-        "qos": "best_effort", "rate_hz": 50.0}]), str(SILENT_AFTER_S + 8.0)], env=ros_env, stderr=subprocess.PIPE,
-        text=True)
+        "qos": "best_effort", "rate_hz": 50.0}]), str(linger_s)], env=env, stderr=subprocess.PIPE, text=True)
+
+
+def test_time_sync_reports_events_that_stop_while_their_publisher_is_still_there(tmp_path, ros_env):
+    from microexp_ros.ros.diagnostics import SILENT_AFTER_S
+
+    sync = node("time_sync", ros_env, "-p", "events_only:=true", "-r", "events:=/event_camera/events")
+    pub = _packets_then_silence(tmp_path, ros_env, SILENT_AFTER_S + 8.0)
     # 1 Hz diagnostics from the node's start: its start-up, the packets, 5 s of silence, the warning, with margin
     rec, files = recorder(tmp_path, ros_env, [
         {"topic": "/diagnostics", "type": "diagnostic_msgs/msg/DiagnosticArray", "qos": "reliable",
@@ -411,6 +416,48 @@ def test_time_sync_reports_events_that_stop_while_their_publisher_is_still_there
     assert 1 <= int({kv.key: kv.value for kv in warned[0].values}["count/in:packets"]) <= 5
     assert "no in:packets for" in out                                 # logged once, as a warning
     assert out.count("no in:packets for") == 1, out
+
+
+def test_time_sync_with_deaf_restart_s_leaves_only_when_the_other_nodes_go_quiet_too(tmp_path, ros_env):
+    from microexp_ros.ros.diagnostics import DEAF_EXIT_CODE, SILENT_AFTER_S
+
+    restart_s = SILENT_AFTER_S + 2.0
+    sync = node("time_sync", ros_env, "-p", "events_only:=true", "-p", f"deaf_restart_s:={restart_s}",
+                "-r", "events:=/event_camera/events")
+    # another node of the graph, whose 1 Hz /diagnostics time_sync hears (a driver retrying a missing file)
+    peer = node("event_camera_driver", ros_env, "-p", f"file:={tmp_path / 'absent.raw'}", "-r",
+                "__node:=peer_driver", "-r", "~/events:=/unrelated/events")
+    pub = _packets_then_silence(tmp_path, ros_env, 60.0)
+    lines: list[tuple[float, str]] = []
+    reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), line) for line in sync.stdout),
+                              daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30.0
+        while not any("no in:packets for" in line for _, line in lines) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        warned_at = next(t for t, line in lines if "no in:packets for" in line)   # 5 s of silence
+        time.sleep(restart_s - SILENT_AFTER_S + 2.0)
+        assert sync.poll() is None, "".join(line for _, line in lines)  # input silent 9 s, but the graph heard
+        peer.send_signal(signal.SIGSTOP)          # the graph goes quiet too, its participants still matched
+        frozen_at = time.monotonic()
+        sync.wait(timeout=restart_s + 10.0)
+        left_at = time.monotonic()
+    finally:
+        peer.send_signal(signal.SIGCONT)
+        pub.kill()
+        stop(peer)
+        if sync.poll() is None:
+            stop(sync)
+    reader.join(timeout=5)
+    out = "".join(line for _, line in lines)
+    assert sync.returncode == DEAF_EXIT_CODE, out
+    assert left_at - frozen_at >= restart_s - 1.5, (left_at - frozen_at, out)   # after the peers' silence
+    assert left_at - warned_at >= restart_s - SILENT_AFTER_S + 2.0
+    error = [line for line in out.splitlines() if "deaf, leaving" in line]
+    assert len(error) == 1 and "ERROR" in error[0] and "no in:packets for" in error[0], out
+    assert "no /diagnostics from 1 other node(s)" in error[0]
+    assert "Traceback" not in out
 
 
 def test_driver_survives_a_missing_file(tmp_path, ros_env):
@@ -442,6 +489,35 @@ def test_rgb_driver_plays_a_face_video_with_exposure_stamps(tmp_path, ros_env, r
     assert np.allclose(np.diff(stamps), 1e9 / 30, atol=2)   # the file's 30 fps, stamped by frame position
     frame = to_numpy(images[10])
     assert frame.shape == (360, 640, 3) and images[10].encoding == "bgr8" and frame.std() > 10
+
+
+def test_drivers_withdraw_their_publisher_when_a_recording_ends(ros_env, real_data):
+    """A file played without loop or exit_when_done: the driver stays, its readers see no publisher left (the
+    stream ended) rather than a matched one gone silent (which Health.watch reports)."""
+    import rclpy
+
+    events = node("event_camera_driver", ros_env, "-p", f"file:={real_data.joinpath(*BAG)}", "-p", "rate:=4.0")
+    rgb = node("rgb_driver", ros_env, "-p", f"source:={real_data / 'pyfeat' / 'single_face.mp4'}")
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))
+    probe = rclpy.create_node("publisher_probe", context=context)
+    topics = ("/event_camera/events", "/rgb/image_raw")
+    try:
+        seen, deadline = set(), time.monotonic() + 40.0
+        while time.monotonic() < deadline:
+            counts = {topic: probe.count_publishers(topic) for topic in topics}
+            seen |= {topic for topic, n in counts.items() if n}
+            if seen == set(topics) and not any(counts.values()):
+                break
+            time.sleep(0.1)
+        assert seen == set(topics) and not any(counts.values()), (seen, counts)
+        assert events.poll() is None and rgb.poll() is None          # the drivers themselves stay
+    finally:
+        probe.destroy_node()
+        rclpy.try_shutdown(context=context)
+    for driver, ended in ((events, "source ended"), (rgb, "end of")):
+        code, out = stop(driver)
+        assert code == 0 and ended in out, out
 
 
 def test_rgb_driver_keeps_retrying_a_missing_device(tmp_path, ros_env):

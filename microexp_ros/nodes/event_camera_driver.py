@@ -111,9 +111,11 @@ class EventCameraDriver(Node):
             if self._stop.is_set():
                 return
             self.get_logger().info("source ended")
+            time.sleep(0.5)  # let the last packets leave
             if self.p["exit_when_done"]:
-                time.sleep(0.5)  # let the last packets leave
                 os.kill(os.getpid(), signal.SIGINT)
+            else:   # the stream is over: readers see no publisher rather than one that went silent (Health.watch)
+                self.destroy_publisher(self.publisher)
             return
 
     def _wait_for_subscribers(self) -> None:

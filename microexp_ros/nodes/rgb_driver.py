@@ -100,6 +100,7 @@ class RgbDriver(Node):
             if self.path is not None and not self.p["loop"]:
                 self.get_logger().info(f"end of {self.path}")
                 self.done = True
+                self.destroy_publisher(self.publisher)   # readers see the stream end, not a silence
             elif self.device is not None:
                 self.health.error("device_lost", f"device {self.device} stopped delivering; reopening")
             return

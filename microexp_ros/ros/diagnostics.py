@@ -4,6 +4,13 @@ Nothing is dropped silently: every node counts what it discards with a reason, l
 each reason (then every 100th), and reports the totals once a second as diagnostic_msgs/DiagnosticArray.
 A sensor-rate input that stops arriving while its publishers are still matched (a stalled camera, a reader
 left deaf by a crashed peer) is reported too: WARN, with how long it has been silent.
+
+Where the node's launcher respawns it, `deaf_restart_s` ends a node that has gone deaf: a watched input silent
+that long while its publishers are matched, and over the same time not one /diagnostics report from the other
+nodes, which every node sends once a second, although they are matched too. That is how a participant left deaf
+by a killed peer (FastDDS shared memory, eProsima/Fast-DDS#5469) looks from inside; it does not recover in its
+process, and the respawned node joins with a new participant. A stalled camera or a finished recording leaves
+the other nodes' reports flowing: WARN only, no restart.
 """
 
 from __future__ import annotations
@@ -18,8 +25,16 @@ from rclpy.node import Node
 from rclpy.subscription import Subscription
 
 from microexp_ros.ros import qos
+from microexp_ros.ros.params import Param, declare_parameters
+from microexp_ros.ros.runtime import request_exit
 
 SILENT_AFTER_S = 5.0   # sensor streams arrive at 30 Hz or more: five seconds without one is not a hiccup
+DEAF_EXIT_CODE = 75    # EX_TEMPFAIL: "try again", which is what a respawning launcher does
+DEAF_RESTART = Param(
+    "deaf_restart_s", 0.0, "end the node (exit code 75) when it has heard neither a watched sensor-rate input nor "
+    "any other node's /diagnostics for this long while their publishers are matched (a deaf DDS participant), for "
+    "the launcher to respawn it with a new one; 0 = never (set it only where the node respawns: the hri and sim "
+    "graphs do)", min=0.0)
 
 
 @dataclass
@@ -37,10 +52,16 @@ class _Watch:
 class Health:
     """Counters of one node, with a 1 Hz /diagnostics publisher."""
 
-    def __init__(self, node: Node, period_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, node: Node, period_s: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 leave: Callable[[int], None] = request_exit) -> None:
         self.node = node
         self._clock = clock
+        self._leave = leave
         self._watches: list[_Watch] = []
+        self.restart_after_s = 0.0               # deaf_restart_s, declared with the first watch
+        self.deaf: str | None = None             # why the node is leaving, once it found itself deaf
+        self._peers: Subscription | None = None  # other nodes' /diagnostics, heard while deaf_restart_s is set
+        self._peers_heard_at = clock()
         self.counts: Counter[str] = Counter()    # inputs/outputs by stream: "in:events", "out:samples"
         self.drops: Counter[str] = Counter()     # discarded data by reason
         self.errors: Counter[str] = Counter()    # bad input or failures by kind
@@ -55,8 +76,28 @@ class Health:
     def watch(self, subscription: Subscription, stream: str, silent_after_s: float = SILENT_AFTER_S) -> None:
         """Report `subscription` when its count `stream`, once it has started, has not moved for `silent_after_s`
         while the subscription has matched publishers (gauge `silent_s/<stream>`, WARN, one log line per silence).
-        For continuous streams only (sensor data, samples), not for outputs that pause by design."""
+        For continuous streams only (sensor data, samples), not for outputs that pause by design. The first watch
+        declares the node's `deaf_restart_s` parameter."""
+        if not self._watches:
+            self.restart_after_s = declare_parameters(self.node, [DEAF_RESTART])[DEAF_RESTART.name]
+            if self.restart_after_s:
+                self._peers = self.node.create_subscription(DiagnosticArray, "/diagnostics", self.on_peer_report,
+                                                            qos.predictions_qos(10))
         self._watches.append(_Watch(subscription, stream, silent_after_s))
+
+    def on_peer_report(self, array: DiagnosticArray) -> None:
+        """A /diagnostics report; one from another node shows this participant still hears the graph."""
+        if any(status.name != self.node.get_fully_qualified_name() for status in array.status):
+            self._peers_heard_at = self._clock()
+
+    def _deaf_to_peers(self, now: float) -> str | None:
+        """How long no other node's report has arrived although other nodes' reporters are matched, when that
+        is at least restart_after_s; else None (the graph is still heard, or there is nobody else)."""
+        others = self._publishers(self._peers) - 1    # this node's own reporter is matched too
+        unheard = now - self._peers_heard_at
+        if others < 1 or unheard < self.restart_after_s:
+            return None
+        return f"no /diagnostics from {others} other node(s) for {unheard:.0f} s"
 
     def _publishers(self, subscription: Subscription) -> int:
         """Publishers matched to `subscription`; rclpy before Iron (Humble) has no Subscription.get_publisher_count,
@@ -87,6 +128,9 @@ class Health:
                 if not w.reported:
                     self.node.get_logger().warning(found[-1])
                     w.reported = True
+                peers = self._deaf_to_peers(now) if self._peers is not None and silent >= self.restart_after_s else None
+                if peers is not None and self.deaf is None:
+                    self.deaf = f"{found[-1]}, and {peers}: deaf, leaving to be respawned with a new DDS participant"
         return found
 
     def drop(self, reason: str, n: int = 1) -> None:
@@ -115,12 +159,15 @@ class Health:
 
     def status(self) -> DiagnosticStatus:
         """Counters are totals since start; the level says whether drops or errors happened since the last
-        report (WARN, ERROR) or a watched input is silent (WARN); the message names each."""
+        report (WARN, ERROR), a watched input is silent (WARN) or the node is leaving because one stayed silent
+        (ERROR); the message names each."""
         totals = (sum(self.drops.values()), sum(self.errors.values()))
         notes = self._silences()
         level = DiagnosticStatus.WARN if notes else DiagnosticStatus.OK
+        if self.deaf is not None:
+            level, notes = DiagnosticStatus.ERROR, [self.deaf]
         if totals[0] > self._reported[0]:
-            level = DiagnosticStatus.WARN
+            level = max(level, DiagnosticStatus.WARN)
             notes.append(f"dropped since last report: {totals[0] - self._reported[0]}")
         if totals[1] > self._reported[1]:
             level = DiagnosticStatus.ERROR
@@ -139,3 +186,6 @@ class Health:
         array.header.stamp = self.node.get_clock().now().to_msg()
         array.status = [self.status()]
         self._publisher.publish(array)
+        if self.deaf is not None:   # the last report said why: now leave
+            self.node.get_logger().error(self.deaf)
+            self._leave(DEAF_EXIT_CODE)

@@ -37,6 +37,13 @@ EXECUTOR_ENV = "MICROEXP_EXECUTOR"
 EXECUTORS = ("events", "single")
 STACKS_SIGNAL = signal.SIGUSR1
 TEARDOWN_TIMEOUT_S = 8.0   # within launch's 10 s before SIGKILL; node close() joins take up to 5 s
+_exit_codes: list[int] = []   # exits the node asked for (request_exit); the first one is the process's
+
+
+def request_exit(code: int) -> None:
+    """Ask `run_node` to end the node after the current callback, tear down as on SIGINT, and exit with `code`
+    (a node that wants its launcher to respawn it)."""
+    _exit_codes.append(code)
 
 
 def make_executor(context: Context | None = None) -> Executor:
@@ -76,7 +83,8 @@ def run_node(make_node: Callable[[], Node], prepare: Callable[[], None] | None =
     `prepare` does start-up work that needs no ROS (loading compiled kernels, a default model), before a standby
     waits; it can read the ROS arguments the node will get in sys.argv (`ros.params.command_line_value`). A node
     that raises while being constructed (bad parameters, missing model file) logs why and exits 1, so a
-    launcher can report it; SIGINT and SIGTERM end the process with 0, as does a standby that is not needed.
+    launcher can report it; SIGINT and SIGTERM end the process with 0, as does a standby that is not needed; a
+    node that called `request_exit` ends with the code it gave.
     """
     stop = {"requested": False}
 
@@ -119,7 +127,7 @@ def run_node(make_node: Callable[[], Node], prepare: Callable[[], None] | None =
     node.get_logger().info(f"{transport}; executor: {type(executor).__name__}{promoted}")
     executor.add_node(node)
     try:
-        while rclpy.ok() and not stop["requested"]:
+        while rclpy.ok() and not stop["requested"] and not _exit_codes:
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -134,4 +142,4 @@ def run_node(make_node: Callable[[], Node], prepare: Callable[[], None] | None =
         node.destroy_node()
         rclpy.try_shutdown()
         faulthandler.cancel_dump_traceback_later()
-    return 0
+    return _exit_codes[0] if _exit_codes else 0
