@@ -38,8 +38,9 @@ class NodeSpec:
 
 # Respawn delay of the HRI graphs' nodes: short, since a robot waits on /au_predictions while a node restarts.
 FAST_RESPAWN_S = 0.1
-# ... and a node whose sensor-rate input stays silent this long while its publishers are matched leaves to be
-# respawned (`deaf_restart_s`, ros.diagnostics): three times the 5 s after which it reports the silence.
+# ... and a node that hears neither its sensor-rate input nor the other nodes' /diagnostics for this long, both
+# matched, is deaf and leaves to be respawned (`deaf_restart_s`, ros.diagnostics): three times the 5 s after
+# which it reports a silent input.
 DEAF_RESTART_S = 15.0
 
 # The processing nodes a bag player waits for (they take seconds to load torch and their weights): it starts
@@ -165,8 +166,7 @@ def wait_for_ready(specs: list[NodeSpec], outside_readers: Mapping[str, int] | N
 def _respawning(name: str, config: tuple[str, ...], parameters: Mapping[str, Any],
                 remappings: tuple[tuple[str, str], ...] = ()) -> NodeSpec:
     """A processing node of the HRI graphs (executable and node name alike), respawned FAST_RESPAWN_S after
-    it dies, or after it left because an input stayed silent (nodes without watched inputs ignore that
-    parameter)."""
+    it dies or leaves deaf (nodes without watched inputs ignore `deaf_restart_s`)."""
     return NodeSpec(name, name, config, {"deaf_restart_s": DEAF_RESTART_S, **parameters}, remappings, respawn=True,
                     respawn_delay_s=FAST_RESPAWN_S)
 

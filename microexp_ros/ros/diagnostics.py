@@ -159,8 +159,8 @@ class Health:
 
     def status(self) -> DiagnosticStatus:
         """Counters are totals since start; the level says whether drops or errors happened since the last
-        report (WARN, ERROR), a watched input is silent (WARN) or the node is leaving because one stayed silent
-        (ERROR); the message names each."""
+        report (WARN, ERROR), a watched input is silent (WARN) or the node is leaving because it is deaf (ERROR);
+        the message names each."""
         totals = (sum(self.drops.values()), sum(self.errors.values()))
         notes = self._silences()
         level = DiagnosticStatus.WARN if notes else DiagnosticStatus.OK
