@@ -29,6 +29,9 @@ from microexp_ros.facs import MODEL_AUS, SINGLE_LABEL_CLASSES
 SURROGATES = {"atan": surrogate.atan, "fast_sigmoid": surrogate.fast_sigmoid}
 READOUTS = ("spikes", "membrane")
 INPUT_NORMS = ("none", "center")
+# The widths of every SNN before session 13: sidecar configs without widths (older weights) were trained with them.
+DEFAULT_CHANNELS = (16, 32, 64)
+DEFAULT_HIDDEN = 128
 
 
 def check_input(x: torch.Tensor, bins: int, channels: int, size: int) -> None:
@@ -47,8 +50,8 @@ class SpikingAUNet(nn.Module):
         in_channels: int = 2,
         bins: int = 8,
         size: int = 64,
-        channels: Sequence[int] = (16, 32, 64),
-        hidden: int = 128,
+        channels: Sequence[int] = DEFAULT_CHANNELS,
+        hidden: int = DEFAULT_HIDDEN,
         beta: float = 0.5,
         surrogate_name: str = "atan",
         dropout: float = 0.2,
@@ -156,8 +159,8 @@ def build_snn(config: dict) -> SpikingAUNet:
         in_channels=int(config["in_channels"]),
         bins=int(config["bins"]),
         size=int(config["size"]),
-        channels=tuple(int(c) for c in config.get("channels", (16, 32, 64))),
-        hidden=int(config.get("hidden", 128)),
+        channels=tuple(int(c) for c in config.get("channels", DEFAULT_CHANNELS)),
+        hidden=int(config.get("hidden", DEFAULT_HIDDEN)),
         beta=float(config.get("beta", 0.5)),
         surrogate_name=str(config.get("surrogate", "atan")),
         dropout=float(config.get("dropout", 0.2)),

@@ -40,7 +40,7 @@ from microexp_ros.models.au_inference import (
     time_reversed,
 )
 from microexp_ros.models.au_ensemble import AUEnsemble, ensemble_config
-from microexp_ros.models.snn import INPUT_NORMS, READOUTS
+from microexp_ros.models.snn import DEFAULT_CHANNELS, DEFAULT_HIDDEN, INPUT_NORMS, READOUTS
 from microexp_ros.models.weights import count_parameters, load_model, save_model
 
 
@@ -68,8 +68,8 @@ class TrainOptions:
     reverse_prob: float = 0.0
     readout: str = "spikes"
     input_norm: str = "none"
-    channels: tuple[int, ...] = (16, 32, 64)
-    hidden: int = 128
+    channels: tuple[int, ...] = DEFAULT_CHANNELS
+    hidden: int = DEFAULT_HIDDEN
     encoding: str = "polarity"
     teacher: str = ""
     ema: float = 0.0
@@ -106,7 +106,7 @@ class TrainOptions:
             raise ValueError("reverse_prob needs an encoding that can be played backwards, not 'polarity_baf'")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema (the weight average's decay per step) must be in [0, 1), got {self.ema}")
-        if (tuple(self.channels), self.hidden) != ((16, 32, 64), 128) and self.arch != "snn":
+        if (tuple(self.channels), self.hidden) != (DEFAULT_CHANNELS, DEFAULT_HIDDEN) and self.arch != "snn":
             raise ValueError("channels and hidden set the snn's widths; the cnn has fixed ones")
         if not self.channels or min(self.channels) < 1 or self.hidden < 1:
             raise ValueError(f"channels and hidden must be positive, got {self.channels} and {self.hidden}")
