@@ -27,6 +27,10 @@ PYTHON_TAG = (3, 11)  # the ROS 2 Kilted wheels on PyPI are cp311
 # Paths baked into the rosidl CMake exports of the wheels (shared/notes/pip-ros2.md §1, fix-up 2).
 BAKED_PY_INCLUDE = "/opt/python/cp311-cp311/include/python3.11"
 BAKED_NP_INCLUDE = "/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include"
+# The FastDDS wheel's `fastdds` tool (`fastdds shm clean`) runs whatever `python3` is on PATH, which lacks the
+# venv's psutil when nothing is sourced: point it at the venv's interpreter, next to it in bin/.
+FASTDDS_PATH_PYTHON = 'python3 "$dir/../tools/fastdds/fastdds.py"'
+FASTDDS_VENV_PYTHON = '"$dir/python3" "$dir/../tools/fastdds/fastdds.py"'
 # Inputs of the microexp_ros CMake build: a change to any of these re-runs it.
 PACKAGE_INPUTS = ("CMakeLists.txt", "cmake", "package.xml", "setup.cfg", "setup.py", "msg", "microexp_ros", "launch",
                   "config", "models", "bags")
@@ -157,9 +161,10 @@ class Bootstrap:
                  "the wheels installed but do not import: see the log; delete .venv and re-run `make setup`")
         self.done(step, key, started)
 
-    def cmake_fixups_step(self) -> None:
-        """Rewrite the build-container include paths baked into the wheels' CMake exports (idempotent)."""
-        step = "cmake-fixups"
+    def wheel_fixups_step(self) -> None:
+        """Rewrite the build-container include paths baked into the wheels' CMake exports, and the `fastdds`
+        tool's interpreter (idempotent)."""
+        step = "wheel-fixups"
         py_inc = self.query("import sysconfig; print(sysconfig.get_paths()['include'])")
         np_inc = self.query("import numpy; print(numpy.get_include())")
         if not (Path(py_inc) / "Python.h").is_file():
@@ -171,6 +176,10 @@ class Bootstrap:
             if BAKED_PY_INCLUDE in text or BAKED_NP_INCLUDE in text:
                 cmake_file.write_text(text.replace(BAKED_NP_INCLUDE, np_inc).replace(BAKED_PY_INCLUDE, py_inc))
                 patched += 1
+        fastdds = self.venv / "bin" / "fastdds"
+        if fastdds.is_file() and FASTDDS_PATH_PYTHON in fastdds.read_text():
+            fastdds.write_text(fastdds.read_text().replace(FASTDDS_PATH_PYTHON, FASTDDS_VENV_PYTHON))
+            patched += 1
         log(f"{step}: patched {patched} files" if patched else f"{step}: up to date")
 
     def query(self, code: str) -> str:
@@ -214,7 +223,7 @@ class Bootstrap:
         total = time.monotonic()
         self.venv_step()
         self.wheels_step()
-        self.cmake_fixups_step()
+        self.wheel_fixups_step()
         self.interfaces_step("event_camera_msgs")
         self.interfaces_step("hri_msgs")
         self.cmake_package_step("microexp_ros", self.source, PACKAGE_INPUTS)

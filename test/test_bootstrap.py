@@ -34,7 +34,7 @@ def test_second_run_rebuilds_and_reinstalls_nothing():
     second = bootstrap()
     assert second.returncode == 0, second.stderr
     said = steps(second.stdout)
-    assert said == {"venv": "up to date", "wheels": "up to date", "cmake-fixups": "up to date",
+    assert said == {"venv": "up to date", "wheels": "up to date", "wheel-fixups": "up to date",
                     "event_camera_msgs": "up to date", "hri_msgs": "up to date", "microexp_ros": "up to date"}, second.stdout
     assert generated.stat().st_mtime_ns == before
 
@@ -91,3 +91,13 @@ def test_broken_venv_is_recreated_and_a_failed_download_is_named(tmp_path):
     assert "step 'wheels' failed" in result.stderr and "torch==0.0.1" in result.stderr
     assert "full log:" in result.stderr and "what to do:" in result.stderr
     assert not (venv / ".microexp-stamps" / "wheels").exists()
+
+
+def test_fastdds_tool_runs_with_nothing_sourced():
+    """`fastdds shm clean` frees what killed nodes leave in /dev/shm (docs/robustness.md); its tools import psutil,
+    which only the venv has."""
+    tool = VENV / "bin" / "fastdds"
+    done = subprocess.run([str(tool), "shm", "--help"], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "clean" in done.stdout
