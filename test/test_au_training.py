@@ -171,6 +171,11 @@ def test_training_rejects_bad_options(au_dataset, tmp_path):
     with pytest.raises(ValueError, match="not 'polarity_baf'"):
         TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), encoding="polarity_baf",
                      reverse_prob=0.5)
+    with pytest.raises(ValueError, match="one sensor"):
+        TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), dark_prob=0.5)
+    with pytest.raises(ValueError, match="encoding 'polarity' only"):
+        TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), resolution="high", dark_prob=0.5,
+                     encoding="polarity_net")
 
 
 def test_shift_translates_each_input_and_fills_the_border_with_zeros():
@@ -190,6 +195,27 @@ def test_shift_translates_each_input_and_fills_the_border_with_zeros():
         assert torch.equal(after[..., max(dy, 0):16 - max(-dy, 0), max(dx, 0):16 - max(-dx, 0)], src)
         moves.add((dy, dx))
     assert len(moves) > 10   # each input its own translation
+
+
+def test_darkened_windows_keep_a_share_of_their_events_and_gain_shot_noise():
+    from microexp_ros.train.au import DARK_KEEP_MIN, DARK_NOISE_HZ, dark_noise_per_cell, darkened
+
+    # 2x2 sensor pixels per cell, 50 ms bins: the very_dim floor's geometry
+    noise = dark_noise_per_cell((128, 128), 64, 200_000_000, 4)
+    assert noise == pytest.approx(DARK_NOISE_HZ * 4 * 0.05)
+    with pytest.raises(ValueError, match="whole sensor pixels"):
+        dark_noise_per_cell((48, 48), 64, 200_000_000, 4)
+    generator = torch.Generator().manual_seed(0)
+    counts = torch.expm1(darkened(torch.zeros(400, 4, 2, 16, 16), noise, generator))
+    assert torch.allclose(counts, counts.round(), atol=1e-4) and counts.min() > -1e-4   # still counts
+    per_window = counts.mean((1, 2, 3, 4))
+    assert per_window.mean() == pytest.approx(noise / 2, rel=0.1)               # rate uniform in [0, noise]
+    assert per_window.min() < 0.1 * noise and per_window.max() > 0.9 * noise    # each window its own rate
+    kept = torch.expm1(darkened(torch.log1p(torch.full((400, 4, 2, 8, 8), 20.0)), 0.0, generator)).round()
+    share = kept.mean((1, 2, 3, 4)) / 20
+    assert share.mean() == pytest.approx((1 + DARK_KEEP_MIN) / 2, rel=0.05)
+    assert DARK_KEEP_MIN - 0.05 < share.min() < DARK_KEEP_MIN + 0.1 and share.max() <= 1.0
+    assert torch.all(kept <= 20)                                                 # thinning never adds events
 
 
 @pytest.fixture(autouse=True)

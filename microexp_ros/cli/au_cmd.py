@@ -48,6 +48,9 @@ def register(group) -> None:
     train.add_argument("--reverse-prob", type=float, default=0.0,
                        help="share of training windows played backwards (bins reversed, polarities swapped; events "
                             "only)")
+    train.add_argument("--dark-prob", type=float, default=0.0,
+                       help="share of training windows made to look darker: a random share of their events kept "
+                            "and shot noise added (events, one sensor, 'polarity' encoding)")
     train.add_argument("--readout", choices=("spikes", "membrane"), default="spikes",
                        help="what the SNN's heads read: the hidden layer's spike rate, or the mean membrane of "
                             "non-spiking leaky integrators (snn only)")
@@ -161,6 +164,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, bins=args.bins, size=args.size,
         window_ns=int(round(args.window_ms * 1e6)), jitter_ns=int(round(args.jitter_ms * 1e6)),
         patience=args.patience, copies=args.copies, shift_px=args.shift_px, reverse_prob=args.reverse_prob,
+        dark_prob=args.dark_prob,
         readout=args.readout, input_norm=args.input_norm, channels=args.channels, hidden=args.hidden,
         encoding=args.encoding,
         teacher=str(args.teacher) if args.teacher else "", ema=args.ema,

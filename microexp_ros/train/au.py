@@ -2,7 +2,8 @@
 
 Windows come from `select_window` and inputs from `encode_events` / `encode_frames`, the very functions the
 predictor uses online. Training windows are jittered copies (and random horizontal flips and, with `shift_px`,
-translations: a face region is never centred exactly) of each clip's labelled window; validation uses the fixed windows of the evaluation. Early stopping watches validation
+translations: a face region is never centred exactly; with `dark_prob`, windows made to look darker) of each clip's
+labelled window; validation uses the fixed windows of the evaluation. Early stopping watches validation
 accuracy; the best weights are checkpointed to the output file (with its JSON sidecar) whenever they improve.
 Optionally a trained teacher reading the same input is distilled (`teacher`), and `combine_ensemble` writes
 trained events models as one AUEnsemble.
@@ -66,6 +67,7 @@ class TrainOptions:
     copies: int = 3
     shift_px: int = 0
     reverse_prob: float = 0.0
+    dark_prob: float = 0.0
     readout: str = "spikes"
     input_norm: str = "none"
     channels: tuple[int, ...] = DEFAULT_CHANNELS
@@ -104,6 +106,12 @@ class TrainOptions:
             raise ValueError(f"reverse_prob must be in [0, 1] (above 0 for events only), got {self.reverse_prob}")
         if self.reverse_prob and self.encoding == "polarity_baf":
             raise ValueError("reverse_prob needs an encoding that can be played backwards, not 'polarity_baf'")
+        if not 0.0 <= self.dark_prob <= 1.0:
+            raise ValueError(f"dark_prob must be in [0, 1], got {self.dark_prob}")
+        if self.dark_prob and (self.modality, self.encoding) != ("events", "polarity"):
+            raise ValueError("dark_prob darkens event counts: modality 'events' with encoding 'polarity' only")
+        if self.dark_prob and self.resolution == "both":
+            raise ValueError("dark_prob needs one sensor (--resolution high or low): its noise is set per pixel")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema (the weight average's decay per step) must be in [0, 1), got {self.ema}")
         if (tuple(self.channels), self.hidden) != (DEFAULT_CHANNELS, DEFAULT_HIDDEN) and self.arch != "snn":
@@ -225,12 +233,43 @@ def shift_inputs(x: torch.Tensor, max_px: int, generator: torch.Generator | None
     return torch.stack([p[..., dy:dy + h, dx:dx + w] for p, (dy, dx) in zip(padded, offsets)])
 
 
+# `dark_prob`: the dark sensor's input is a uniform floor of shot noise over a weaker signal. On the 2,340-clip
+# data's very_dim validation windows (high-resolution sensor; 64x64 cells of 2x2 pixels, 50 ms bins) the floor is
+# about 1.1 events per cell, bin and polarity, i.e. ~5 Hz per pixel and polarity, and the strongest cell holds
+# ~0.6 times what it holds in bright light. A darkened window draws its noise rate and kept share from these.
+DARK_NOISE_HZ = 6.0   # upper end of the shot-noise rate added, per pixel and polarity
+DARK_KEEP_MIN = 0.4   # lower end of the share of the window's own events kept
+
+
+def dark_noise_per_cell(sensor: tuple[int, int], size: int, window_ns: int, bins: int) -> float:
+    """Mean count of DARK_NOISE_HZ shot noise in one input cell, bin and polarity; ValueError when a cell does not
+    hold a whole number of sensor pixels (its counts would not be event counts)."""
+    pixels = sensor[0] * sensor[1] / (size * size)
+    if pixels < 1 or pixels != int(pixels):
+        raise ValueError(f"dark_prob needs input cells of whole sensor pixels; a {sensor[0]}x{sensor[1]} sensor at "
+                         f"size {size} gives {pixels:.3f} pixels per cell")
+    return DARK_NOISE_HZ * pixels * window_ns / bins * 1e-9
+
+
+def darkened(x: torch.Tensor, noise_per_cell: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Encoded event windows [B, bins, 2, H, W] (log1p counts) as if seen in darker light: each window keeps a
+    random share in [DARK_KEEP_MIN, 1] of its events (binomial thinning) and gains Poisson shot noise of a random
+    mean in [0, noise_per_cell] per cell, bin and polarity."""
+    counts = torch.expm1(x).round().clamp_min(0)
+    shape = (len(x),) + (1,) * (x.dim() - 1)
+    keep = DARK_KEEP_MIN + (1 - DARK_KEEP_MIN) * torch.rand(shape, generator=generator)
+    rate = noise_per_cell * torch.rand(shape, generator=generator)
+    kept = torch.binomial(counts, keep.expand_as(counts).contiguous(), generator=generator)
+    return torch.log1p(kept + torch.poisson(rate.expand_as(counts).contiguous(), generator=generator))
+
+
 def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: torch.optim.Optimizer | None,
               generator: torch.Generator | None = None, desc: str = "", shift_px: int = 0,
-              reverse_prob: float = 0.0, after_step: Callable[[], None] | None = None) -> tuple[float, float]:
+              reverse_prob: float = 0.0, dark_prob: float = 0.0, dark_noise: float = 0.0,
+              after_step: Callable[[], None] | None = None) -> tuple[float, float]:
     """One pass (training when an optimizer is given, with shuffling, random flips, `shift_px` translations
-    and, with probability `reverse_prob`, event windows played backwards; `after_step` runs after each
-    optimizer step); (mean loss, accuracy)."""
+    and, with probability `reverse_prob`, event windows played backwards, with `dark_prob` windows `darkened`
+    (noise up to `dark_noise` per cell); `after_step` runs after each optimizer step); (mean loss, accuracy)."""
     training = optimizer is not None
     model.train(training)
     order = torch.randperm(len(data), generator=generator) if training else torch.arange(len(data))
@@ -246,6 +285,9 @@ def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: tor
                 if reverse_prob:
                     backwards = torch.rand(len(idx), generator=generator) < reverse_prob
                     x[backwards] = time_reversed(x[backwards])
+                if dark_prob:
+                    dark = torch.rand(len(idx), generator=generator) < dark_prob
+                    x[dark] = darkened(x[dark], dark_noise, generator)
                 x = shift_inputs(x, shift_px, generator)
             au_logits, class_logits = model(x)
             soft = None if data.teacher is None else (data.teacher[0][idx], data.teacher[1][idx])
@@ -327,6 +369,12 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         train_set.teacher = teacher_logits(teacher, train_set.x)
     encode_s = time.perf_counter() - start
 
+    dark_noise = 0.0
+    if opts.dark_prob:
+        geometry = manifest["resolutions"][opts.resolution]
+        dark_noise = dark_noise_per_cell((int(geometry["width"]), int(geometry["height"])), opts.size,
+                                         opts.window_ns, opts.bins)
+
     model = build_au_model(config)
     # With --ema the exponential moving average of the weights (and BatchNorm statistics) is what is validated
     # and saved: an average over the last ~1/(1 - ema) steps, less dependent on where the last step landed.
@@ -344,7 +392,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     for epoch in range(1, opts.epochs + 1):
         train_loss, train_acc = run_epoch(model, train_set, opts.batch_size, optimizer, generator,
                                           desc=f"epoch {epoch}/{opts.epochs}", shift_px=opts.shift_px,
-                                          reverse_prob=opts.reverse_prob,
+                                          reverse_prob=opts.reverse_prob, dark_prob=opts.dark_prob,
+                                          dark_noise=dark_noise,
                                           after_step=(lambda: ema_update(scored, model, opts.ema))
                                           if opts.ema else None)
         scheduler.step()
