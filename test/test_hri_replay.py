@@ -109,12 +109,12 @@ def test_replay_reconstructs_as_well_as_offline(demo_run, recording):
     _, metrics, report, _ = demo_run
     events, frames, _, (width, height) = recording
     reconstructor = Reconstructor.from_file()
-    window = yaml.safe_load(share_path("config", "hri.yaml").read_text())["time_sync"]["ros__parameters"]
-    offset, length = SIDECAR["host_minus_sensor_ns"], int(window["window_ms"] * 1e6)
+    # The node reads the span the model was trained on, ending at each sample's end, joining samples if needed.
+    offset, length = SIDECAR["host_minus_sensor_ns"], reconstructor.window_ns
     ssim = []
     for host_ns, rgb in frames:
         t1 = host_ns - offset
-        t0 = max(0, t1 - length)
+        t0 = t1 - length
         frame = reconstructor.reconstruct(window_slice(events, t0, t1), t0, t1, width, height)
         ssim.append(Reconstructor.quality(frame, rgb)["ssim"])
     assert metrics["quality_frames"] >= 0.95 * len(frames)

@@ -504,6 +504,41 @@ def test_reconstruction_publishes_the_offline_frame_and_its_quality(graph, real_
     assert f"warm-up on a synthetic {w}x{h} window" in graph.log("reconstruction")  # the roi's size, at start-up
 
 
+def test_reconstruction_reads_a_model_window_longer_than_its_samples(graph, real_data, tmp_path):
+    """A model trained on 100 ms windows fed 40 ms samples: the node joins the samples' events and publishes
+    what the model makes of the 100 ms before each sample's end (the first two reach back before the
+    recording's first event: partial, as offline)."""
+    torch.manual_seed(2)
+    cfg = CVAEConfig(bins=5, width=8, latent=4)
+    weights = save_model(tmp_path / "cvae_100ms.safetensors", ReconCVAE(cfg), cvae_config_record(cfg),
+                         {"train": {"window_ns": 100 * MS}})
+    raw = read_all(Aedat4File(real_data / "event_vision_library" / "sample.aedat4"))["events"].events
+    events = raw.copy()
+    events["t"] -= int(raw["t"][0]) - 5_000_000_000
+    roi = (5, 2, 336, 256)
+    graph.start("reconstruction", {"model_path": str(weights), "roi": list(roi)}, {"samples": "/test/samples"})
+    images = graph.listen("/reconstruction/image", Image, qos.image_qos())
+    pub = graph.publisher("/test/samples", SyncedSample, qos.samples_qos(), "reconstruction")
+    graph.matched(["/reconstruction/image"])
+
+    start, (x, y, w, h) = int(events["t"][0]), roi
+    ends = [start + k * 40 * MS for k in range(1, 5)]   # the recording spans 170 ms
+    for k, t1 in enumerate(ends):
+        pub.publish(sample(window_slice(events, t1 - 40 * MS, t1), t1 - 40 * MS, t1, 346, 260, seq=k))
+    offline = Reconstructor.from_file(weights)
+    torch.set_num_threads(1)
+    expected = [(t1, to_mono8(offline.reconstruct(crop(window_slice(events, t1 - 100 * MS, t1), x, y, w, h),
+                                                  t1 - 100 * MS, t1, w, h))) for t1 in ends]
+    graph.spin_until(lambda: len(images) == len(expected), 60, "images")
+    graph.spin_until(lambda: graph.counter("reconstruction", "count/partial_history") == 2, 10, "diagnostics")
+    for (t1, want), image in zip(expected, images):
+        assert image.header.stamp == to_time_msg(t1)
+        assert np.array_equal(np.frombuffer(bytes(image.data), np.uint8).reshape(h, w), want)
+    only_last_sample = to_mono8(offline.reconstruct(crop(window_slice(events, ends[-1] - 40 * MS, ends[-1]), x, y, w,
+                                                         h), ends[-1] - 100 * MS, ends[-1], w, h))
+    assert not np.array_equal(expected[-1][1], only_last_sample)   # the earlier samples' events count
+
+
 # --- visualizer ----------------------------------------------------------------------------------------------
 
 

@@ -7,8 +7,13 @@ the window end). When the sample carries an RGB frame, `~/quality` scores the im
 `Reconstructor.quality` against that frame cropped to the same face (the FaceRegion's RGB box, or the
 `rgb_roi` parameter), converted to gray and resized: the evaluation's alignment.
 
-Keyframe models are given the RGB crop of the previous sample (the current one is the reference); windows
-before the first RGB frame are skipped (`drop/no_keyframe`). Bad windows are counted and skipped.
+The model reads the window it was trained on (its sidecar's, e.g. 600 ms) ending at the sample's end: the
+samples' events are kept in an `EventHistory` of that span, so a model longer than the samples (time_sync's
+200 ms) reads several. Before the history reaches that far back (the stream's first samples, or after a replay
+went back in time) the window's earlier part has no events, as offline for a recording that starts there;
+`count/partial_history` counts those windows, `count/history_gaps` the stretches without samples. Keyframe models are given the RGB crop of the previous sample (the current one
+is the reference); windows before the first RGB frame are skipped (`drop/no_keyframe`). Bad windows are counted
+and skipped.
 Before it subscribes, the node reconstructs a synthetic window once (`warm_up`), so the first real window
 does not pay the fresh process's lazy loading (numba kernels, torch's first allocations). The shipped model is
 loaded and warmed up before rclpy starts (`DEFAULT_MODEL`, unless the command line sets `model_path`), so a hot
@@ -26,8 +31,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from microexp_ros.events.window import crop
 from microexp_ros.events.array import synthetic_events
+from microexp_ros.events.history import EventHistory
+from microexp_ros.events.window import crop
 from microexp_ros.models.recon_inference import Reconstructor
 from microexp_ros.msg import FaceRegion, ReconstructionQuality, SyncedSample
 from microexp_ros.nodes.sample_input import (RegionSource, RegionUnavailable, camera_frame, read_sample,
@@ -98,6 +104,7 @@ class ReconstructionNode(Node):
         self.warm_up(None if p["use_face_region"] else self.regions.fixed.event_roi)
         self.health = Health(self)
         self.keyframe: np.ndarray | None = None
+        self.history = EventHistory(self.reconstructor.window_ns)
         # Subscriptions first: the `~/ready` flag a bag player waits for comes after them, so the first
         # samples are not missed.
         self.health.watch(self.create_subscription(SyncedSample, "samples", self.on_sample, qos.samples_qos()),
@@ -143,9 +150,14 @@ class ReconstructionNode(Node):
         try:
             if x + w > window.width or y + h > window.height:
                 raise ValueError(f"event region {(x, y, w, h)} is outside the {window.width}x{window.height} sensor")
-            events = crop(window.events, x, y, w, h)
-            frame = self.reconstructor.reconstruct(events, window.t0_ns, window.t1_ns, w, h,
-                                                   keyframe=keyframe if self.reconstructor.uses_keyframe else None)
+            gaps = self.history.gaps
+            self.history.add(window.events, window.t0_ns, window.t1_ns)
+            self.health.count("history_gaps", self.history.gaps - gaps)
+            if self.history.covered_ns < self.reconstructor.window_ns:
+                self.health.count("partial_history")
+            events, _, t1 = self.history.latest()
+            frame = self.reconstructor.reconstruct(crop(events, x, y, w, h), t1 - self.reconstructor.window_ns, t1,
+                                                   w, h, keyframe=keyframe if self.reconstructor.uses_keyframe else None)
         except ValueError as error:
             self.health.error("bad_window", str(error))
             return

@@ -1,0 +1,53 @@
+"""An event history fed overlapping, contiguous, gapped and rewound windows holds the stream's last span."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from microexp_ros.events.array import synthetic_events
+from microexp_ros.events.history import EventHistory
+from microexp_ros.events.window import window_slice
+
+MS = 1_000_000
+STREAM = synthetic_events(64, 48, 0, 2000 * MS, count=40_000, seed=3)
+
+
+def feed(history: EventHistory, t0: int, t1: int) -> None:
+    history.add(window_slice(STREAM, t0, t1), t0, t1)
+
+
+@pytest.mark.parametrize("hop_ms", [200, 50], ids=["contiguous", "overlapping"])
+def test_history_holds_the_last_span_of_the_stream(hop_ms):
+    history = EventHistory(600 * MS)
+    for end in range(200 * MS, 1600 * MS, hop_ms * MS):
+        feed(history, end - 200 * MS, end)
+        events, t0, t1 = history.latest()
+        assert (t0, t1) == (max(0, end - 600 * MS), end)
+        assert np.array_equal(events, window_slice(STREAM, t0, t1))   # each event once, in order
+    assert history.covered_ns == 600 * MS and history.resets == 0
+
+
+def test_a_gap_stays_empty_and_a_rewind_restarts_the_history():
+    history = EventHistory(600 * MS)
+    for end in (200, 400):
+        feed(history, (end - 200) * MS, end * MS)
+    feed(history, 700 * MS, 900 * MS)    # no samples for 400-700 ms
+    events, t0, t1 = history.latest()
+    assert (t0, t1, history.gaps, history.resets) == (300 * MS, 900 * MS, 1, 0)
+    held = window_slice(STREAM, t0, t1)
+    assert np.array_equal(events, held[(held["t"] < 400 * MS) | (held["t"] >= 700 * MS)])
+    feed(history, 100 * MS, 300 * MS)    # a replay started again
+    assert history.latest()[1:] == (100 * MS, 300 * MS) and history.resets == 1
+    assert np.array_equal(history.latest()[0], window_slice(STREAM, 100 * MS, 300 * MS))
+    assert history.covered_ns == 200 * MS
+
+
+def test_bad_use_is_refused():
+    with pytest.raises(ValueError, match="span must be positive"):
+        EventHistory(0)
+    history = EventHistory(MS)
+    with pytest.raises(ValueError, match="empty"):
+        history.latest()
+    with pytest.raises(ValueError, match="t1 > t0"):
+        history.add(STREAM[:0], 5, 5)
