@@ -11,9 +11,9 @@ The model reads the window it was trained on (its sidecar's, e.g. 600 ms) ending
 samples' events are kept in an `EventHistory` of that span, so a model longer than the samples (time_sync's
 200 ms) reads several. Before the history reaches that far back (the stream's first samples, or after a replay
 went back in time) the window's earlier part has no events, as offline for a recording that starts there;
-`count/partial_history` counts those windows, `count/history_gaps` the stretches without samples. Keyframe models are given the RGB crop of the previous sample (the current one
-is the reference); windows before the first RGB frame are skipped (`drop/no_keyframe`). Bad windows are counted
-and skipped.
+`count/partial_history` counts those windows, `count/history_gaps` the stretches without samples. Keyframe
+models are given the RGB crop of the previous sample (the current one is the reference); windows before the
+first RGB frame are skipped (`drop/no_keyframe`). Bad windows are counted and skipped.
 Before it subscribes, the node reconstructs a synthetic window once (`warm_up`), so the first real window
 does not pay the fresh process's lazy loading (numba kernels, torch's first allocations). The shipped model is
 loaded and warmed up before rclpy starts (`DEFAULT_MODEL`, unless the command line sets `model_path`), so a hot
@@ -156,8 +156,9 @@ class ReconstructionNode(Node):
             if self.history.covered_ns < self.reconstructor.window_ns:
                 self.health.count("partial_history")
             events, _, t1 = self.history.latest()
-            frame = self.reconstructor.reconstruct(crop(events, x, y, w, h), t1 - self.reconstructor.window_ns, t1,
-                                                   w, h, keyframe=keyframe if self.reconstructor.uses_keyframe else None)
+            t0 = t1 - self.reconstructor.window_ns
+            frame = self.reconstructor.reconstruct(crop(events, x, y, w, h), t0, t1, w, h,
+                                                   keyframe=keyframe if self.reconstructor.uses_keyframe else None)
         except ValueError as error:
             self.health.error("bad_window", str(error))
             return
