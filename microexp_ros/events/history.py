@@ -12,9 +12,10 @@ class EventHistory:
     """Time-sorted events of the latest `span_ns` of a stream fed window by window.
 
     Windows may overlap (samples published at a hop shorter than their length): only the part after what is
-    held is appended. A window that starts after the held end leaves a stretch with no events (`gaps` counts
-    them: no samples there, e.g. no camera frames, or samples lost). A window that ends before the held end (the
-    stream went back in time: a replay restarted) or holds other event records replaces the history (`resets`).
+    held is appended. A window that starts after the held end leaves a stretch with no events (no samples there,
+    e.g. no camera frames, or samples lost). A window that ends before the held end (the stream went back in
+    time: a replay restarted) or holds other event records replaces the history. The history may hold a view of
+    the last array given: pass arrays that are not reused afterwards.
     """
 
     def __init__(self, span_ns: int) -> None:
@@ -24,24 +25,24 @@ class EventHistory:
         self.events: np.ndarray | None = None
         self.start_ns = 0
         self.end_ns = 0
-        self.gaps = 0
-        self.resets = 0
 
-    def add(self, events: np.ndarray, t0_ns: int, t1_ns: int) -> None:
-        """Feed the window [t0_ns, t1_ns) with its time-sorted `events`."""
+    def add(self, events: np.ndarray, t0_ns: int, t1_ns: int) -> str | None:
+        """Feed the window [t0_ns, t1_ns) with its time-sorted `events`; "gap" when it left a stretch of the span
+        without events, "reset" when it replaced the history, else None."""
         t0_ns, t1_ns = int(t0_ns), int(t1_ns)
         if t1_ns <= t0_ns:
             raise ValueError(f"window must have t1 > t0, got t0={t0_ns} t1={t1_ns}")
-        if self.events is None or t1_ns < self.end_ns or events.dtype != self.events.dtype:
-            self.resets += self.events is not None
-            self.events, self.start_ns = window_slice(events, t0_ns, t1_ns).copy(), t0_ns
+        rewound = self.events is not None and (t1_ns < self.end_ns or events.dtype != self.events.dtype)
+        joined = "reset" if rewound else None
+        if self.events is None or rewound or t0_ns <= t1_ns - self.span_ns:   # the window alone is the history
+            self.events, self.start_ns = events, t0_ns
         else:
-            self.gaps += t0_ns > self.end_ns
-            new = window_slice(events, max(t0_ns, self.end_ns), t1_ns)
-            self.events = join([self.events, new], events.dtype)
+            joined = "gap" if t0_ns > self.end_ns else None
+            self.events = join([self.events, window_slice(events, max(t0_ns, self.end_ns), t1_ns)], events.dtype)
         self.end_ns = t1_ns
         self.start_ns = max(self.start_ns, self.end_ns - self.span_ns)
         self.events = window_slice(self.events, self.start_ns, self.end_ns)
+        return joined
 
     @property
     def covered_ns(self) -> int:

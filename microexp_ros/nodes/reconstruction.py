@@ -11,8 +11,8 @@ The model reads the window it was trained on (its sidecar's, e.g. 600 ms) ending
 samples' events are kept in an `EventHistory` of that span, so a model longer than the samples (time_sync's
 200 ms) reads several. Before the history reaches that far back (the stream's first samples, or after a replay
 went back in time) the window's earlier part has no events, as offline for a recording that starts there;
-`count/partial_history` counts those windows, `count/history_gaps` the stretches without samples. Keyframe
-models are given the RGB crop of the previous sample (the current one is the reference); windows before the
+`count/partial_history` counts those windows, `count/history_gaps` the stretches without samples inside a
+window. Keyframe models are given the RGB crop of the previous sample (the current one is the reference); windows before the
 first RGB frame are skipped (`drop/no_keyframe`). Bad windows are counted and skipped.
 Before it subscribes, the node reconstructs a synthetic window once (`warm_up`), so the first real window
 does not pay the fresh process's lazy loading (numba kernels, torch's first allocations). The shipped model is
@@ -150,9 +150,8 @@ class ReconstructionNode(Node):
         try:
             if x + w > window.width or y + h > window.height:
                 raise ValueError(f"event region {(x, y, w, h)} is outside the {window.width}x{window.height} sensor")
-            gaps = self.history.gaps
-            self.history.add(window.events, window.t0_ns, window.t1_ns)
-            self.health.count("history_gaps", self.history.gaps - gaps)
+            joined = self.history.add(window.events, window.t0_ns, window.t1_ns)
+            self.health.count("history_gaps", int(joined == "gap"))
             if self.history.covered_ns < self.reconstructor.window_ns:
                 self.health.count("partial_history")
             events, _, t1 = self.history.latest()
