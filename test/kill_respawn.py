@@ -39,21 +39,24 @@ def main() -> int:
     graph = robustness.Graph(env, log, ("--no-standby",) if args.cold else ())
     watcher = robustness.Watcher(int(env["ROS_DOMAIN_ID"]))
     gaps: dict[str, list[float]] = {}
+    deaf: list[str] = []   # nodes that a kill left deaf (they restarted themselves)
     try:
         if not watcher.wait_for(lambda: len(watcher.after(0.0)) >= 20, 90.0):
             raise SystemExit(f"no predictions from the looping graph; log: {log}")
         for _ in range(args.repeats):
             for node in args.nodes:
                 time.sleep(5.0 if args.cold else 1.0)   # cold: let the previous respawn finish starting
-                gap = robustness._resume_after_kill(graph, watcher, node, robustness.KILLS[node][0],
-                                                    standby=not args.cold)
-                gaps.setdefault(node, []).append(gap)
+                resume = robustness._resume_after_kill(graph, watcher, node, robustness.KILLS[node][0],
+                                                       standby=not args.cold)
+                gaps.setdefault(node, []).append(resume.seconds)
+                deaf.extend(f"{node} kill {len(gaps[node])}: {name}" for name in resume.deaf)
     finally:
         watcher.close()
         graph.stop()
     for node, values in gaps.items():
         print(f"{node}: {robustness.KILLS[node][0]} resumed after {', '.join(f'{v:.2f}' for v in values)} s "
               f"(median {statistics.median(values):.2f})")
+    print(f"left deaf by a kill: {'; '.join(deaf) or 'none'}")
     return 0
 
 

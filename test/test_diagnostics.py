@@ -123,10 +123,22 @@ def test_a_node_with_deaf_restart_s_leaves_when_it_hears_neither_its_input_nor_t
         health.publish()                                 # 22.9 s without input, 11.9 s without the others
         assert exits == [] and health.status().level == DiagnosticStatus.WARN
         clock.now += 0.2
+        health.publish()                                 # deaf: confirmed by the next report, a period later
+        assert exits == [] and health.status().level == DiagnosticStatus.WARN
+        health.on_peer_report(report("/face_region"))    # a report that queued while the process was starved
+        clock.now += 1.0
+        health.publish()
+        assert exits == [] and health.status().level == DiagnosticStatus.WARN
+        clock.now += 11.5                                # 12.5 s without the others again
+        health.publish()
+        assert exits == []
+        clock.now += 0.9
+        assert health.status().level == DiagnosticStatus.WARN   # not a period since it was first found deaf
+        clock.now += 0.2
         status = health.status()
         assert status.level == DiagnosticStatus.ERROR
-        assert status.message == ("no in:samples for 23 s from 1 matched publisher(s) of /time_sync/samples, and no "
-                                  "/diagnostics from 1 other node(s) for 12 s: deaf, leaving to be respawned with a "
+        assert status.message == ("no in:samples for 37 s from 1 matched publisher(s) of /time_sync/samples, and no "
+                                  "/diagnostics from 1 other node(s) for 14 s: deaf, leaving to be respawned with a "
                                   "new DDS participant")
         health.drop("late")                              # a drop does not lower the level
         assert health.status().level == DiagnosticStatus.ERROR

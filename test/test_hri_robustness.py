@@ -17,6 +17,7 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -32,9 +33,11 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from microexp_ros.events.array import EVENT_DTYPE  # noqa: E402
 from microexp_ros.events.evt3 import encode_evt3  # noqa: E402
+from microexp_ros.bringup.graphs import DEAF_RESTART_S  # noqa: E402
 from microexp_ros.msg import AUPredictions, FaceRegion, SyncedSample  # noqa: E402
 from microexp_ros.nodes.sample_input import sample_window  # noqa: E402
 from microexp_ros.ros import qos  # noqa: E402
+from microexp_ros.ros.diagnostics import DEAF_EXIT_CODE  # noqa: E402
 from microexp_ros.ros.image import to_numpy  # noqa: E402
 from microexp_ros.ros.stamps import from_time_msg  # noqa: E402
 from microexp_ros.viz.render import event_image  # noqa: E402
@@ -235,8 +238,13 @@ def _standbys_ready(log: str) -> bool:
     return all(log.rfind(f"[standby] {node} ready") > log.rfind(f"respawned {node} ") for node in KILLS)
 
 
-def _resume_after_kill(graph: Graph, watcher: Watcher, node: str, topic: str, standby: bool = True) -> float:
-    """SIGKILL `node` once its hot standby is ready; seconds until `topic` carries a message about a new window:
+class Resume(NamedTuple):
+    seconds: float            # from the kill to the first message about a new window
+    deaf: tuple[str, ...]     # nodes that left deaf (exit DEAF_EXIT_CODE) after the kill, to be respawned
+
+
+def _resume_after_kill(graph: Graph, watcher: Watcher, node: str, topic: str, standby: bool = True) -> Resume:
+    """SIGKILL `node` once its hot standby is ready; how long until `topic` carries a message about a new window:
     windows of frames that had arrived before the kill (in flight, or closed by time_sync's timeout when the
     input died) do not count. `standby=False` measures a graph launched with --no-standby (cold respawns);
     test/kill_respawn.py repeats this measurement."""
@@ -244,6 +252,7 @@ def _resume_after_kill(graph: Graph, watcher: Watcher, node: str, topic: str, st
         assert watcher.wait_for(lambda: _standbys_ready(graph.text()), 60.0), \
             f"the standby processes did not all become ready:\n{graph.text()[-2000:]}"
     pid = graph.pid(node)
+    log_at = len(graph.text())
     killed, killed_wall = time.monotonic(), time.time()
     os.kill(pid, signal.SIGKILL)
     old = watcher.frames_between(killed - 1.5, killed + 0.05)   # the bag replays at 1x: frames take < 50 ms
@@ -258,10 +267,11 @@ def _resume_after_kill(graph: Graph, watcher: Watcher, node: str, topic: str, st
     stamps = re.findall(rf"\[INFO\] \[(\d+\.\d+)\] \[{node}\]", graph.text())
     up = float(stamps[-1]) - killed_wall if stamps else float("nan")
     samples = watcher.after(killed, "/time_sync/samples", old)
+    deaf = tuple(re.findall(rf"\[launch\] (\S+) exited with code {DEAF_EXIT_CODE}\b", graph.text()[log_at:]))
     print(f"{node}: respawned {respawned - killed:.2f} s, node up {up:.2f} s, first new sample "
           f"{(samples[0] - killed) if samples else float('nan'):.2f} s, first {topic} {first - killed:.2f} s "
-          "after the kill")
-    return first - killed
+          f"after the kill" + (f"; left deaf and respawned: {', '.join(deaf)}" if deaf else ""))
+    return Resume(first - killed, deaf)
 
 
 # node killed -> the stream it feeds, and the longest gap accepted (s). The issue's target is 2 s for the AU path
@@ -280,13 +290,25 @@ KILLS = {
 }
 
 
+# A kill -9 can leave another node's DDS participant deaf (FastDDS shared memory, eProsima/Fast-DDS#5469; see
+# docs/robustness.md): that node hears nothing for DEAF_RESTART_S, leaves with DEAF_EXIT_CODE and is respawned
+# from its standby. The stream then resumes that much later, plus up to two 1 s periods of the reports that
+# decide it (the first finds it deaf, the next confirms).
+DEAF_RECOVERY_S = DEAF_RESTART_S + 2.0
+
+
 @pytest.mark.parametrize("node", list(KILLS))
 def test_killed_node_is_respawned_and_its_stream_resumes(running, node):
     graph, watcher = running
     topic, limit = KILLS[node]
-    resume_s = _resume_after_kill(graph, watcher, node, topic)
-    print(f"{node}: {topic} resumed {resume_s:.2f} s after kill -9")
-    assert resume_s <= limit, f"{node}: {topic} resumed only after {resume_s:.2f} s"
+    resume = _resume_after_kill(graph, watcher, node, topic)
+    print(f"{node}: {topic} resumed {resume.seconds:.2f} s after kill -9")
+    if resume.deaf:   # the wedge, recovered by the deaf node's restart: bounded, and said in the test's output
+        limit += DEAF_RECOVERY_S
+        print(f"{node}: the kill left {', '.join(resume.deaf)} deaf; bound {limit:.0f} s")
+    assert resume.seconds <= limit, f"{node}: {topic} resumed only after {resume.seconds:.2f} s\n" + \
+        "\n".join(line for line in graph.text().splitlines() if "[launch]" in line or "silence" in line
+                  or "no in:" in line or "deaf" in line)[-3000:]
 
 
 def _packet(seq: int, data: bytes, encoding: str = "evt3", width: int = 128, height: int = 128,

@@ -543,7 +543,7 @@ def test_bag_player_start_offset_loop_and_raw_bytes(tmp_path, ros_env, real_data
          "count": 2 * len(want)}], 60)
     player = node("bag_player", ros_env, "-p", f"bag:={bag}", "-p", "start_offset:=1.0", "-p", "loop:=true",
                   "-p", "rate:=4.0", "-p", "topics:=['/event_camera/events']", "-p", "wait_for_subscribers:=1",
-                  "-p", "exit_when_done:=false")
+                  "-p", "wait_for_ready:=['/cdr_recorder/ready']", "-p", "exit_when_done:=false")
     assert finish(rec, [player]) == 0
     got = read_blobs(files[0])
     assert got == want + want     # two passes from the offset, byte for byte what the reader converted

@@ -39,9 +39,9 @@ class NodeSpec:
 # Respawn delay of the HRI graphs' nodes: short, since a robot waits on /au_predictions while a node restarts.
 FAST_RESPAWN_S = 0.1
 # ... and a node that hears neither its sensor-rate input nor the other nodes' /diagnostics for this long, both
-# matched, is deaf and leaves to be respawned (`deaf_restart_s`, ros.diagnostics): three times the 5 s after
-# which it reports a silent input.
-DEAF_RESTART_S = 15.0
+# matched, is deaf and leaves to be respawned (`deaf_restart_s`, ros.diagnostics): after the 5 s at which it
+# reports a silent input, and soon enough that a robot gets its AUs back within seconds (session 15: was 15 s).
+DEAF_RESTART_S = 8.0
 
 # The processing nodes a bag player waits for (they take seconds to load torch and their weights): it starts
 # the replay only when each of them in its graph has said on `~/ready` that it is up and, for the nodes of

@@ -10,7 +10,8 @@ that long while its publishers are matched, and over the same time not one /diag
 nodes, which every node sends once a second, although they are matched too. That is how a participant left deaf
 by a killed peer (FastDDS shared memory, eProsima/Fast-DDS#5469) looks from inside; it does not recover in its
 process, and the respawned node joins with a new participant. A stalled camera or a finished recording leaves
-the other nodes' reports flowing: WARN only, no restart.
+the other nodes' reports flowing: WARN only, no restart. The node leaves only when the next report, a period
+later, still finds it so: a node whose process was starved of CPU first runs the reports that queued meanwhile.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class Health:
         self._watches: list[_Watch] = []
         self.restart_after_s = 0.0               # deaf_restart_s, declared with the first watch
         self.deaf: str | None = None             # why the node is leaving, once it found itself deaf
+        self._deaf_since: float | None = None    # when a report first found it deaf (confirmed a period later)
+        self._period_s = period_s
         self._peers: Subscription | None = None  # other nodes' /diagnostics, heard while deaf_restart_s is set
         self._peers_heard_at = clock()
         self.counts: Counter[str] = Counter()    # inputs/outputs by stream: "in:events", "out:samples"
@@ -107,7 +110,7 @@ class Health:
 
     def _silences(self) -> list[str]:
         """What each watched input has to report now; updates the silent_s gauges."""
-        now, found = self._clock(), []
+        now, found, deaf = self._clock(), [], None
         for w in self._watches:
             count, publishers = self.counts[w.stream], self._publishers(w.subscription)
             # Arriving, not started yet (a player waiting for the graph), or nobody left to publish: not silent.
@@ -129,8 +132,14 @@ class Health:
                     self.node.get_logger().warning(found[-1])
                     w.reported = True
                 peers = self._deaf_to_peers(now) if self._peers is not None and silent >= self.restart_after_s else None
-                if peers is not None and self.deaf is None:
-                    self.deaf = f"{found[-1]}, and {peers}: deaf, leaving to be respawned with a new DDS participant"
+                if peers is not None:
+                    deaf = f"{found[-1]}, and {peers}: deaf, leaving to be respawned with a new DDS participant"
+        if deaf is None:
+            self._deaf_since = None
+        elif self._deaf_since is None:
+            self._deaf_since = now
+        elif now - self._deaf_since >= self._period_s and self.deaf is None:
+            self.deaf = deaf
         return found
 
     def drop(self, reason: str, n: int = 1) -> None:

@@ -5,6 +5,10 @@ best-effort), "count"} and optionally
 "publishers": N, for a node already running — then "ready" waits until N publishers of that topic are matched
 (and the discovery settle time), so nothing it publishes next is missed. Prints "ready" once subscribed; exits 0
 when every topic got its count, 4 on timeout (the files then hold what did arrive).
+
+Once every subscription has matched a publisher (this reader's side of the match, which a publisher cannot see:
+data sent before it is lost to a volatile reader), it publishes True on the latched READY_TOPIC, for a bag
+player to wait on (`wait_for_ready`).
 """
 
 import json
@@ -12,11 +16,14 @@ import sys
 import time
 
 import rclpy
+from std_msgs.msg import Bool
 
 from microexp_ros.ros import qos
 from microexp_ros.ros.dds import DISCOVERY_SETTLE_S, configure_transport
 from microexp_ros.ros.msg_types import message_class
 from cdr_files import write_blobs
+
+READY_TOPIC = "/cdr_recorder/ready"
 
 
 def main() -> int:
@@ -39,12 +46,17 @@ def main() -> int:
             rclpy.spin_once(node, timeout_sec=0.05)
         time.sleep(DISCOVERY_SETTLE_S)
     print("ready", flush=True)
+    flag = node.create_publisher(Bool, READY_TOPIC, qos.latched_qos())
+    flagged = False
 
     def complete() -> bool:
         return all(len(received[item["topic"]]) >= item["count"] for item in spec)
 
     while not complete() and time.monotonic() < deadline:
-        rclpy.spin_once(node, timeout_sec=0.1)
+        if not flagged and all(sub.get_publisher_count() for sub in subscriptions):
+            flag.publish(Bool(data=True))
+            flagged = True
+        rclpy.spin_once(node, timeout_sec=0.05)
     for item in spec:
         write_blobs(item["file"], received[item["topic"]])
     node.destroy_node()
