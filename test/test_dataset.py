@@ -133,3 +133,21 @@ def test_bad_datasets_are_named(dataset, tmp_path, capsys):
         load_clip(root, entry)
     assert main(["data", "generate", str(root), "--clips", "1"]) == 2  # refuses to overwrite
     assert "already holds a dataset" in capsys.readouterr().err
+
+
+def test_generate_makes_clips_of_the_duration_asked(tmp_path, capsys):
+    root = tmp_path / "long"
+    assert main(["data", "generate", str(root), "--clips", "1", "--identities", "6", "--seed", "3",
+                 "--duration", "2", "--workers", "1", "--json"]) == 0
+    m = load_manifest(root)
+    entry = m["clips"][0]
+    assert m["geometry"]["duration_ns"] == entry["duration_ns"] == 2_000_000_000
+    assert "--duration 2" in m["command"]
+    clip = load_clip(root, entry)
+    assert clip.rgb.shape[0] == 60 and clip.rgb_t[-1] < 2_000_000_000 < clip.rgb_t[-1] + 34_000_000
+    for r in ("high", "low"):
+        assert clip.events[r]["t"][-1] > 1_900_000_000   # the sensors saw the whole two seconds
+    assert all(0 <= a["onset_ns"] < a["offset_ns"] <= 2_000_000_000 for a in entry["aus"])
+    assert main(["data", "generate", str(tmp_path / "short"), "--clips", "1", "--duration", "0.2"]) == 2
+    assert "clip duration must be >= 300 ms" in capsys.readouterr().err
+    assert not (tmp_path / "short").exists()

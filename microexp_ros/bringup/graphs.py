@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from microexp_ros.data.dataset import RESOLUTIONS
 from microexp_ros.models.shipped import DEFAULT_LOW_EVENTS_MODEL
 from microexp_ros.resources import share_path
 
@@ -216,7 +217,7 @@ _HRI_ARGUMENTS = {
     "visualize": Argument("true", "publish /visualizer/events and /visualizer/au_overlay images",
                           ("true", "false")),
     "resolution": Argument("high", "event resolution to use from a bag or the simulator; low also selects the "
-                                   "low-resolution AU model (unless au_model is given)", ("high", "low")),
+                                   "low-resolution AU model (unless au_model is given)", RESOLUTIONS),
     "video": Argument("", "with source:=sim, a face video for the event simulator to watch; empty = the "
                           "synthetic face generator"),
     "lighting": Argument("normal", "with source:=sim and no video, the synthetic face's lighting", LIGHTING),

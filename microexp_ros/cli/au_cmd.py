@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 from microexp_ros.cli.output import add_json_flag, emit, format_table
+from microexp_ros.data.dataset import RESOLUTIONS
 
 # The rows `eval au` scores: (row, shipped weights stem, input). Each event resolution has its own default model
 # (trained on that sensor alone); a row whose model was trained on the other sensor's windows alone is left out
@@ -30,7 +31,7 @@ def register(group) -> None:
     train.add_argument("--out", type=Path, required=True, help="weights file (.safetensors); sidecar and curve PNG beside it")
     train.add_argument("--modality", choices=("events", "rgb"), default="events")
     train.add_argument("--arch", choices=("snn", "cnn"), default="snn")
-    train.add_argument("--resolution", choices=("high", "low", "both"), default="both",
+    train.add_argument("--resolution", choices=(*RESOLUTIONS, "both"), default="both",
                        help="event sensor(s) the training windows come from (events only)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--epochs", type=int, default=30)
@@ -185,7 +186,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _rows(args: argparse.Namespace):
-    from microexp_ros.data.dataset import RESOLUTIONS
     from microexp_ros.eval.au import Row
     from microexp_ros.models.au_inference import AUPredictor
     from microexp_ros.resources import share_path

@@ -26,6 +26,8 @@ def register(group) -> None:
                       + " (default: the default preset when --clips is not given)")
     gen.add_argument("--identities", type=int, help="number of identities (default: the preset's)")
     gen.add_argument("--seed", type=int, default=0, help="dataset seed; every clip's seed derives from it")
+    gen.add_argument("--duration", type=float, default=1.0,
+                     help="seconds per clip (default 1; longer clips serve models with windows near 1 s)")
     gen.add_argument("--workers", type=int, default=2, help="worker processes")
     add_json_flag(gen)
     gen.set_defaults(func=run_generate)
@@ -54,8 +56,9 @@ def run_generate(args: argparse.Namespace) -> int:
     n_ids = args.identities if args.identities is not None else preset.identities
     fixed = preset.plan if args.clips is None else ()
     size_arg = f"--clips {args.clips}" if args.clips is not None else f"--preset {args.preset or 'default'}"
+    duration_arg = f" --duration {args.duration:g}" if args.duration != 1.0 else ""
     command = (f"microexp data generate {shlex.quote(str(args.out))} {size_arg} --identities {n_ids} "
-               f"--seed {args.seed} --workers {args.workers}")
+               f"--seed {args.seed}{duration_arg} --workers {args.workers}")
     progress = None
     if not args.json:
         from tqdm import tqdm
@@ -64,7 +67,7 @@ def run_generate(args: argparse.Namespace) -> int:
             return tqdm(it, total=total, unit="clip", desc="generate", file=sys.stderr)
     started, cpu_started = time.perf_counter(), _cpu_seconds()
     manifest = generate_dataset(args.out, n_clips, args.seed, n_ids, workers=args.workers, fixed=fixed,
-                                command=command, progress=progress)
+                                command=command, progress=progress, duration_ns=int(round(args.duration * 1e9)))
     seconds = time.perf_counter() - started
     # CPU time of this process and its (joined) workers: wall time on an otherwise idle machine is about
     # cpu_seconds / workers, whatever else was running during this measurement.

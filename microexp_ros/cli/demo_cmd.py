@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from microexp_ros.cli.output import add_json_flag, emit, format_table
+from microexp_ros.data.dataset import RESOLUTIONS
 
 KEYS = ("au_precision", "au_recall", "timing_error_ms", "ssim", "psnr", "e2e_p50_ms", "e2e_p99_ms", "drops",
         "errors", "windows", "ground_truth_events")
@@ -20,7 +21,7 @@ def register(group) -> None:
     parser.add_argument("--report", type=Path, default=Path("report"), help="report folder (default: report)")
     parser.add_argument("--bag", default="", help="bag to replay (default: the embedded default bag)")
     parser.add_argument("--rate", default="", help="playback rate factor (default: replay config)")
-    parser.add_argument("--resolution", choices=("high", "low"), default="high", help="event stream to use")
+    parser.add_argument("--resolution", choices=RESOLUTIONS, default="high", help="event stream to use")
     parser.add_argument("--fuse-rgb", action="store_true",
                         help="au_classifier fuses the events model with the webcam CNN (launch argument au_fuse_rgb)")
     parser.add_argument("--quiet", action="store_true", help="no line per window")

@@ -66,6 +66,12 @@ PRESETS: dict[str, Preset] = {
 # ------------------------------------------------------------------------------------------------ reading
 
 
+def sensor_size(manifest: dict, resolution: str) -> tuple[int, int]:
+    """(width, height) of the dataset's event sensor `resolution` ("high" or "low")."""
+    geometry = manifest["resolutions"][resolution]
+    return int(geometry["width"]), int(geometry["height"])
+
+
 def load_manifest(root: str | os.PathLike) -> dict:
     """The manifest of the dataset at `root`, checked for the format and the keys the contract promises."""
     path = Path(root) / MANIFEST
@@ -231,8 +237,8 @@ def _generate_one(root: str, spec, geometry) -> dict:
 
 def generate_dataset(root: str | os.PathLike, n_clips: int, seed: int, n_identities: int, workers: int = 2,
                      fixed: tuple[tuple[int, str], ...] = (), command: str = "",
-                     progress: Callable[..., Iterator] | None = None) -> dict:
-    """Generate a dataset at `root` (must not already hold one); returns the manifest written.
+                     progress: Callable[..., Iterator] | None = None, duration_ns: int = 1_000_000_000) -> dict:
+    """Generate a dataset of `duration_ns` clips at `root` (must not already hold one); returns the manifest.
 
     `progress`, when given, wraps the iterator of finished clips (e.g. a tqdm factory taking `total`)."""
     import dataclasses
@@ -241,13 +247,13 @@ def generate_dataset(root: str | os.PathLike, n_clips: int, seed: int, n_identit
     from microexp_ros.sim.lighting import LEVELS
     from microexp_ros.sim.rgb_camera import WebcamConfig
 
+    geometry = Geometry(duration_ns=duration_ns)   # checks the duration before anything is written
     root = Path(root)
     if (root / MANIFEST).exists():
         raise FileExistsError(f"{root} already holds a dataset ({MANIFEST}); choose an empty directory")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     root.mkdir(parents=True, exist_ok=True)
-    geometry = Geometry()
     specs, split_of = plan_dataset(n_clips, seed, n_identities, fixed)
     started = time.perf_counter()
     entries: dict[str, dict] = {}

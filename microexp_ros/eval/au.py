@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from microexp_ros.data.dataset import sensor_size
 from microexp_ros.eval.classification_metrics import (
     accuracy,
     chance_levels,
@@ -109,8 +110,7 @@ def _predict_window(clip, manifest: Mapping, row: Row, t0: int, t1: int) -> AURe
     if row.resolution == "rgb":
         h, w = clip.rgb.shape[1:3]
         return row.predictor.predict_frames(clip.rgb, clip.rgb_t, t0, t1, (0, 0, w, h))
-    geometry = manifest["resolutions"][row.resolution]
-    size = (int(geometry["width"]), int(geometry["height"]))
+    size = sensor_size(manifest, row.resolution)
     return row.predictor.predict(clip.events[row.resolution], t0, t1, (0, 0, *size), size)
 
 

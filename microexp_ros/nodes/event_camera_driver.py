@@ -25,6 +25,7 @@ from event_camera_msgs.msg import EventPacket
 from rclpy.node import Node
 from std_msgs.msg import Header
 
+from microexp_ros.data.dataset import RESOLUTIONS
 from microexp_ros.events.packetizer import Packet, Packetizer, SplicingPacketizer
 from microexp_ros.events.sources import SOURCE_KINDS, EventStreamSource, Pacer, make_source
 from microexp_ros.ros import qos
@@ -41,7 +42,7 @@ PARAMS = [
     Param("seed", 0, "seed of the simulated sources (face, sim, camera): pixel noise, the face's episodes",
           min=0, max=2**31 - 1),
     Param("sensor_model", "high", "pixel model of the simulated sources: high (EVK4-like), low (DAVIS346-like)",
-          choices=("high", "low")),
+          choices=RESOLUTIONS),
     Param("lighting", "normal", "lighting of source=face: normal, bright, dim, very_dim, flicker, shadow"),
     Param("rate", 1.0, "playback rate of recorded/simulated sources: 1 = real time, 0 = as fast as possible",
           min=0.0, max=1000.0),

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from microexp_ros.data.dataset import RESOLUTIONS
+from microexp_ros.data.dataset import RESOLUTIONS, sensor_size
 from microexp_ros.models.au_inference import (
     BAF_DT_NS,
     DEFAULT_WINDOW_NS,
@@ -84,7 +84,7 @@ class TrainOptions:
             raise ValueError(f"modality must be 'events' or 'rgb', got {self.modality!r}")
         if self.arch not in ("snn", "cnn"):
             raise ValueError(f"arch must be 'snn' or 'cnn', got {self.arch!r}")
-        if self.resolution not in ("high", "low", "both"):
+        if self.resolution not in (*RESOLUTIONS, "both"):
             raise ValueError(f"resolution must be high, low or both, got {self.resolution!r}")
         for name in ("epochs", "batch_size", "bins", "size", "patience", "copies", "threads"):
             if getattr(self, name) < 1:
@@ -156,8 +156,7 @@ def clip_input(clip: Any, manifest: dict, modality: str, resolution: str, t0: in
                size: int, bins: int, encoding: str = "polarity") -> np.ndarray:
     """Encoded model input of one clip window: the whole face region of the chosen sensor (or the webcam)."""
     if modality == "events":
-        geometry = manifest["resolutions"][resolution]
-        w, h = int(geometry["width"]), int(geometry["height"])
+        w, h = sensor_size(manifest, resolution)
         return encode_events(clip.events[resolution], t0, t1, (0, 0, w, h), (w, h), size, bins, encoding)
     h, w = clip.rgb.shape[1:3]
     return encode_frames(clip.rgb, clip.rgb_t, t0, t1, (0, 0, w, h), size, bins)
@@ -371,9 +370,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
 
     dark_noise = 0.0
     if opts.dark_prob:
-        geometry = manifest["resolutions"][opts.resolution]
-        dark_noise = dark_noise_per_cell((int(geometry["width"]), int(geometry["height"])), opts.size,
-                                         opts.window_ns, opts.bins)
+        dark_noise = dark_noise_per_cell(sensor_size(manifest, opts.resolution), opts.size, opts.window_ns, opts.bins)
 
     model = build_au_model(config)
     # With --ema the exponential moving average of the weights (and BatchNorm statistics) is what is validated
