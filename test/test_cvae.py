@@ -19,7 +19,7 @@ from microexp_ros.models.firenet import FireNet, FireNetConfig, firenet_config_r
 from microexp_ros.models.recon_inference import Reconstructor, cvae_config_record
 from microexp_ros.models.weights import WeightsError, save_model
 from microexp_ros.sim.event_simulator import EventSimulator, SensorConfig
-from microexp_ros.train.recon import ClipFrames, TrainConfig, train
+from microexp_ros.train.recon import ClipFrames, Sampler, TrainConfig, pool_shares, train, training_pools
 
 SIZE = 32
 FPS = 30.0
@@ -190,3 +190,30 @@ def test_voxel_shape_is_checked():
     model = ReconCVAE(CVAEConfig())
     with pytest.raises(ValueError, match=r"voxel must be \[N, 5, H, W\]"):
         model.reconstruct(torch.zeros(1, 3, 16, 16))
+
+
+def test_pools_take_turns_by_their_shares():
+    """Equal shares: the (source, resolution) pools in order, as before shares existed; `video_share` gives the
+    real-video-derived pools that share of the batches, split evenly, the others the rest."""
+    clips = [ClipFrames({"id": f"{source}_{res}", "source": source}, res, np.zeros(0), np.zeros(1, np.int64),
+                        np.zeros((1, 4, 4), np.uint8), np.zeros((1, 4, 4), np.uint8), np.zeros(1, np.int64), 3)
+             for source in ("synthetic", "video") for res in ("high", "low")]
+    pools = training_pools(clips)
+    assert [p[0].meta["id"] for p in pools] == ["synthetic_high", "synthetic_low", "video_high", "video_low"]
+
+    def order(shares, n):
+        sampler = Sampler(pools, 1, 1, 4, np.random.default_rng(0), shares)
+        return [sampler._pick()[0].meta["id"] for _ in range(n)]
+
+    assert pool_shares(pools) == [0.25] * 4
+    assert order(pool_shares(pools), 8) == [p[0].meta["id"] for p in pools] * 2
+    shares = pool_shares(pools, 0.75)
+    assert shares == [0.125, 0.125, 0.375, 0.375]
+    picked = order(shares, 800)
+    assert [picked.count(p[0].meta["id"]) for p in pools] == [100, 100, 300, 300]
+    video = np.cumsum([i.startswith("video") for i in picked])
+    assert np.abs(video - 0.75 * np.arange(1, 801)).max() <= 1.0   # every stretch of the run keeps the share
+    with pytest.raises(ValueError, match="video_share must be in"):
+        pool_shares(pools, 1.0)
+    with pytest.raises(ValueError, match="needs both"):
+        pool_shares(pools[:2], 0.5)

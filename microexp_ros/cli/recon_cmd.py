@@ -27,6 +27,9 @@ def register(group) -> None:
     train.add_argument("--warmup", type=int, default=1000, help="KL warm-up steps")
     train.add_argument("--window-ms", type=float, default=33.333333, help="event window before each frame")
     train.add_argument("--width", type=int, default=16, help="network width (channels at 1/2 resolution)")
+    train.add_argument("--video-share", type=float, default=0.0,
+                       help="share of batches from real-video-derived clips, split among their resolutions "
+                            "(default 0: every (source, resolution) pool alike)")
     train.add_argument("--eval-every", type=int, default=500)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=2)
@@ -98,7 +101,7 @@ def run_train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(model=args.model, keyframe=args.keyframe, steps=args.steps, batch=args.batch, crop=args.crop,
                       lr=args.lr, beta=args.beta, warmup=args.warmup, window_ns=int(round(args.window_ms * 1e6)),
-                      width=args.width, eval_every=args.eval_every, seed=args.seed)
+                      width=args.width, eval_every=args.eval_every, seed=args.seed, video_share=args.video_share)
     name = "firenet_default" if cfg.model == "firenet" else ("cvae_keyframe_default" if cfg.keyframe else "cvae_default")
     out = args.out or Path("models") / f"{name}.safetensors"
     workdir = args.workdir or Path("runs") / name

@@ -84,12 +84,27 @@ def load_split(roots: list[Path], split: str, resolutions=RESOLUTIONS, window_ns
 
 
 def training_pools(frames: list[ClipFrames]) -> list[list[ClipFrames]]:
-    """Clips grouped by (source, resolution): batches alternate between groups, so synthetic and
-    real-video-derived clips, and both resolutions, get equal shares of the training steps."""
+    """Clips grouped by (source, resolution): each batch comes from one group, so synthetic and
+    real-video-derived clips, and both resolutions, get the shares of the training steps `pool_shares` gives."""
     groups: dict[tuple[str, str], list[ClipFrames]] = {}
     for cf in frames:
         groups.setdefault((str(cf.meta.get("source", "?")), cf.res), []).append(cf)
     return [groups[k] for k in sorted(groups)]
+
+
+def pool_shares(pools: list[list[ClipFrames]], video_share: float = 0.0) -> list[float]:
+    """Each pool's share of the batches: equal when `video_share` is 0; else `video_share` split evenly among
+    the real-video-derived pools and the rest among the others (the real faces are the scarcer data, and
+    the test clips are theirs)."""
+    video = [bool(p) and p[0].meta.get("source") == "video" for p in pools]
+    if not video_share:
+        return [1 / len(pools)] * len(pools)
+    if not 0 < video_share < 1:
+        raise ValueError(f"video_share must be in (0, 1), got {video_share}")
+    if all(video) or not any(video):
+        raise ValueError("video_share needs both real-video-derived and other training clips")
+    n_video = sum(video)
+    return [video_share / n_video if v else (1 - video_share) / (len(pools) - n_video) for v in video]
 
 
 def window_voxel(cf: ClipFrames, k: int, window_ns: int, bins: int) -> np.ndarray:
@@ -141,19 +156,28 @@ def kl_weight(step: int, warmup: int, beta: float) -> float:
 
 @dataclass
 class Sampler:
-    """Random crops of random frames; each batch comes from one pool (a source and resolution), pools alternate."""
+    """Random crops of random frames; each batch comes from one pool (a source and resolution). Pools take turns
+    by their `shares`: the next batch goes to the pool furthest behind its share (equal shares: in order)."""
 
     pools: list[list[ClipFrames]]
     window_ns: int
     bins: int
     crop: int
     rng: np.random.Generator
-    _turn: int = field(default=0)
+    shares: list[float] | None = None
+    _turn: int = field(default=0, init=False)
+    _used: list[int] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.shares = self.shares or [1 / len(self.pools)] * len(self.pools)
+        self._used = [0] * len(self.pools)
 
     def _pick(self) -> list[ClipFrames]:
-        pool = self.pools[self._turn % len(self.pools)]
         self._turn += 1
-        return pool
+        behind = [share * self._turn - used for share, used in zip(self.shares, self._used)]
+        i = max(range(len(behind)), key=lambda j: (behind[j], -j))
+        self._used[i] += 1
+        return self.pools[i]
 
     def cvae_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(voxel [n,B,s,s], target [n,1,s,s], keyframe [n,1,s,s]) from one resolution pool."""
@@ -229,6 +253,7 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 500
     val_frames: int = 4          # frames per validation clip scored at each evaluation
+    video_share: float = 0.0     # share of batches from real-video-derived clips (0 = every pool alike)
 
     def __post_init__(self):
         if self.model not in ("cvae", "firenet"):
@@ -301,7 +326,7 @@ def train(cfg: TrainConfig, train_pools: list[list[ClipFrames]], val: list[ClipF
     model = build_model(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * 0.05)
-    sampler = Sampler(pools, cfg.window_ns, cfg.bins, cfg.crop, rng)
+    sampler = Sampler(pools, cfg.window_ns, cfg.bins, cfg.crop, rng, pool_shares(pools, cfg.video_share))
     step_fn = _firenet_step if cfg.model == "firenet" else _cvae_step
     history: dict[str, list] = {"step": [], "loss": [], "recon": [], "recon_prior": [], "kl": [],
                                 "val_step": [], "val_ssim": [], "val_psnr": []}
