@@ -50,6 +50,9 @@ STREAMS = {name: (topic, msg_type, qos.predictions_qos()) for name, topic, msg_t
     ("recon", "/reconstruction/image"), ("frames", "/rgb/image_raw"))}
 
 
+FRAME_PERIOD_NS = 34_000_000   # the embedded bag's webcam runs at 30 fps
+
+
 class Watcher:
     """An rclpy node in this process, on the graph's domain, recording what the graph publishes.
 
@@ -156,11 +159,12 @@ class Watcher:
             self.received["/visualizer/au_overlay"].append((time.monotonic(), from_time_msg(msg.header.stamp)))
 
     def after(self, t: float, topic: str = "/au_predictions", old: frozenset[int] = frozenset()) -> list[float]:
-        """Receipt times on `topic` later than `t` (monotonic) of messages not stamped (within 1 ms) at one of
-        the `old` stamps."""
+        """Receipt times on `topic` later than `t` (monotonic) of messages stamped neither at one of the `old`
+        frame stamps (within 1 ms) nor in the frame period after one: this watcher's callbacks can run a frame
+        late, so the frame that followed the last old one may have been recorded as arriving after the kill."""
         with self.lock:
             return [r for r, stamp in self.received[topic]
-                    if r > t and not any(abs(stamp - o) < 1_000_000 for o in old)]
+                    if r > t and not any(-1_000_000 < stamp - o < FRAME_PERIOD_NS for o in old)]
 
     def frames_between(self, start: float, end: float) -> frozenset[int]:
         """Stamps of the RGB frames that reached the graph between two monotonic times."""
