@@ -96,11 +96,11 @@ def pool_shares(pools: list[list[ClipFrames]], video_share: float = 0.0) -> list
     """Each pool's share of the batches: equal when `video_share` is 0; else `video_share` split evenly among
     the real-video-derived pools and the rest among the others (the real faces are the scarcer data, and
     the test clips are theirs)."""
-    video = [bool(p) and p[0].meta.get("source") == "video" for p in pools]
     if not video_share:
         return [1 / len(pools)] * len(pools)
     if not 0 < video_share < 1:
         raise ValueError(f"video_share must be in (0, 1), got {video_share}")
+    video = [p[0].meta.get("source") == "video" for p in pools]
     if all(video) or not any(video):
         raise ValueError("video_share needs both real-video-derived and other training clips")
     n_video = sum(video)
