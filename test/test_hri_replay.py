@@ -10,6 +10,7 @@ no node, and stop cleanly.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ from microexp_ros.facs import MODEL_AUS
 from microexp_ros.models.au_inference import ActivationFilter, AUPredictor
 from microexp_ros.models.recon_inference import Reconstructor
 from microexp_ros.resources import share_path
+from microexp_ros.ros.runtime import TEARDOWN_SIGNAL, TEARDOWN_TIMEOUT_S
 
 BAG = share_path("bags", "default")
 SIDECAR = json.loads(share_path("bags", "default.json").read_text())
@@ -122,13 +124,23 @@ def test_replay_reconstructs_as_well_as_offline(demo_run, recording):
     assert (report / "recon_montage.png").is_file() and (report / "au_timeline.png").is_file()
 
 
+def _top_frames(stderr: str) -> str:
+    """The first frames of every thread in the native stacks the launcher logged (gdb), for failure messages."""
+    return "\n".join(line for line in stderr.splitlines() if re.match(r"(Thread \d+ |#\d )", line))[-8000:]
+
+
 def test_replay_is_clean(demo_run):
     code, metrics, report, stderr = demo_run
     launcher = "\n".join(line for line in stderr.splitlines() if line.startswith("[launch]"))
     assert code == 0, (f"demo exited {code}: errors {metrics['errors_by_kind']}, node exits "
                        f"{metrics['node_exit_codes']}, stop {metrics['stop_s']} s; the launcher's lines:\n"
-                       f"{launcher}\nthe end of its stderr (node logs, stacks):\n{stderr[-6000:]}")
+                       f"{launcher}\nthe first frames of each thread of nodes slow to stop:\n{_top_frames(stderr)}")
     assert metrics["errors"] == 0, metrics["errors_by_kind"]
-    assert all(codes == [0] for codes in metrics["node_exit_codes"].values()), metrics["node_exit_codes"]
-    assert metrics["stop_s"] is not None and metrics["stop_s"] < 5.0
+    # A node whose DDS teardown hung after its work (FastDDS, docs/robustness.md) ends by its limit: said here.
+    cut = metrics["teardown_cut"]
+    if cut:
+        print(f"DDS teardown hung and was cut short in {cut}:\n{_top_frames(stderr)}")
+    assert all(codes == [0] or (name in cut and codes == [-TEARDOWN_SIGNAL])
+               for name, codes in metrics["node_exit_codes"].items()), metrics["node_exit_codes"]
+    assert metrics["stop_s"] is not None and metrics["stop_s"] < (TEARDOWN_TIMEOUT_S + 2.0 if cut else 5.0)
     assert json.loads((report / "metrics.json").read_text())["windows"] == metrics["windows"]

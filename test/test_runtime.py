@@ -20,7 +20,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
 from microexp_ros.bringup.runner import NATIVE_STACKS_AFTER_S, Launcher, _Process, executable_path, native_stacks
-from microexp_ros.ros.runtime import EXECUTOR_ENV, STACKS_SIGNAL, make_executor
+from microexp_ros.ros.runtime import EXECUTOR_ENV, STACKS_SIGNAL, TEARDOWN_SIGNAL, make_executor
 
 
 @pytest.fixture
@@ -124,13 +124,14 @@ sys.exit(runtime.run_node(StuckOnClose))
 """
 
 
-def test_a_teardown_that_hangs_prints_where_and_exits_1(ros_env):
+def test_a_teardown_that_hangs_prints_where_and_is_ended_by_its_signal(ros_env):
+    """The limit's end is an exit of its own (-SIGALRM), which `microexp launch` reports apart from failures."""
     proc = _start(["-c", HANGING_TEARDOWN], ros_env)
     try:
         _read_until(proc, "executor:")
         stopped = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 1
+        assert proc.wait(timeout=10) == -TEARDOWN_SIGNAL
         assert time.monotonic() - stopped < 5.0
         assert "in close" in proc.stderr.read().decode(errors="replace")
     finally:
@@ -187,3 +188,17 @@ def test_the_launcher_logs_native_stacks_of_nodes_slow_to_stop_then_lets_them_fi
         assert logged and float(logged.group(1)) >= NATIVE_STACKS_AFTER_S and "#0" in entry[0], text
     assert "did not stop in time" not in text, "they ended on their own at 7 s, before the 10 s escalation"
     assert launcher.exit_codes == {"slow_a": [0], "slow_b": [0]}
+
+
+def test_the_launcher_reports_a_cut_teardown_apart_from_failures():
+    lines: list[str] = []
+    launcher = object.__new__(Launcher)   # only the graph's result, from the exits recorded
+    launcher.log = lines.append
+    launcher.exit_codes = {"time_sync": [0], "reconstruction": [-TEARDOWN_SIGNAL]}
+    assert launcher._result() == 0 and launcher.teardown_cut == ["reconstruction"]
+    assert lines == ["[launch] nodes whose DDS teardown hung and was cut short by their limit (SIGALRM; their "
+                     "stacks above): reconstruction"]
+    launcher.exit_codes["time_sync"].append(1)          # a real failure still fails the graph
+    launcher.exit_codes["au_classifier"] = [-TEARDOWN_SIGNAL, 0]   # cut, respawned, then clean: clean
+    assert launcher._result() == 1 and launcher.teardown_cut == ["reconstruction"]
+    assert lines[-1] == "[launch] nodes that ended with non-zero exits: {'time_sync': [0, 1]}"

@@ -332,7 +332,8 @@ def run_demo(report_dir: Path, bag: str = "", rate: str = "", resolution: str = 
         metrics = summary(score(events, predictions), predictions, collector.ssim, collector.psnr, drops)
         metrics.update({"errors": int(sum(errors.values())), "errors_by_kind": errors,
                         "ground_truth_events": len(events), "wall_s": run.wall_s,
-                        "node_exit_codes": launcher.exit_codes, "stop_s": launcher.stop_s,
+                        "node_exit_codes": launcher.exit_codes, "teardown_cut": launcher.teardown_cut,
+                        "stop_s": launcher.stop_s,
                         "counts_by_node": dict(collector.counts)})
         t0 = collector.first_stamp_ns or (predictions[0].window_end_ns if predictions else 0)
         pairs = montage_pairs(collector)

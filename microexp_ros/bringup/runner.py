@@ -25,7 +25,7 @@ from pathlib import Path
 from microexp_ros.bringup.graphs import NodeSpec, resolve
 from microexp_ros.resources import PACKAGE, share_dir
 from microexp_ros.ros.dds import TRANSPORT_ENV, configure_transport
-from microexp_ros.ros.runtime import STACKS_SIGNAL, STANDBY_ENV, START_LINE
+from microexp_ros.ros.runtime import STACKS_SIGNAL, STANDBY_ENV, START_LINE, TEARDOWN_SIGNAL
 
 # A standby starts this long after its node (re)started: its imports take a core for a second or two, which
 # the starting graph or a just-promoted node needs more. At launch they start one per STANDBY_STAGGER_S.
@@ -181,11 +181,25 @@ class Launcher:
             self._retire_standbys()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        # A node that crashed and was respawned is reported above; the graph's result is how each node ended.
-        failed = {name: codes for name, codes in self.exit_codes.items() if codes[-1] != 0}
+        return self._result()
+
+    def _result(self) -> int:
+        """0 when every node ended cleanly, else 1 (logged). A node that crashed and was respawned is reported
+        when it happens; the graph's result is how each node ended. A node whose DDS teardown hung after its work
+        was done ended itself by its teardown limit: said, not failed."""
+        if self.teardown_cut:
+            self.log(f"[launch] nodes whose DDS teardown hung and was cut short by their limit ({TEARDOWN_SIGNAL.name}"
+                     f"; their stacks above): {', '.join(self.teardown_cut)}")
+        failed = {name: codes for name, codes in self.exit_codes.items()
+                  if codes[-1] != 0 and name not in self.teardown_cut}
         if failed:
             self.log(f"[launch] nodes that ended with non-zero exits: {failed}")
         return 1 if failed else 0
+
+    @property
+    def teardown_cut(self) -> list[str]:
+        """Nodes that last ended by their own teardown limit (`ros.runtime.TEARDOWN_SIGNAL`)."""
+        return [name for name, codes in self.exit_codes.items() if codes[-1] == -TEARDOWN_SIGNAL]
 
     def _settle(self, finished: str, grace_s: float, settled: Callable[[], bool] | None) -> None:
         self.log(f"[launch] {finished} finished: stopping the graph when it has caught up (at most {grace_s:g} s)")

@@ -3,8 +3,10 @@
 A node that does not stop can be asked where it is: SIGUSR1 prints the Python stack of every thread to stderr
 (faulthandler, so it works while a thread is stuck in C++ holding the interpreter lock); `microexp launch` sends
 it before escalating to SIGTERM. Teardown (executor, node, context) that has not finished TEARDOWN_TIMEOUT_S after
-the spin loop ends prints the same stacks and ends the process with exit code 1, so a hang in DDS teardown is a
-reported failure rather than a process left for SIGKILL.
+the spin loop ends prints the same stacks and is ended by TEARDOWN_SIGNAL (exit code -SIGALRM): a hang in DDS
+teardown (FastDDS can deadlock deleting a writer, eProsima/Fast-DDS#6502) is reported as such, after the node's
+work, rather than a process left for SIGKILL. A kernel timer sends the signal, since the stuck thread may hold
+the interpreter lock.
 
 A node process started with MICROEXP_STANDBY=1 is a hot standby (`microexp launch` keeps one per respawning
 node): it does its imports and `prepare` work and joins the DDS domain under a hidden placeholder node, then
@@ -37,6 +39,8 @@ EXECUTOR_ENV = "MICROEXP_EXECUTOR"
 EXECUTORS = ("events", "single")
 STACKS_SIGNAL = signal.SIGUSR1
 TEARDOWN_TIMEOUT_S = 8.0   # within launch's 10 s before SIGKILL; node close() joins take up to 5 s
+TEARDOWN_SIGNAL = signal.SIGALRM   # ends a stuck teardown (default action), TEARDOWN_STACKS_S after its stacks
+TEARDOWN_STACKS_S = 0.5
 _exit_codes: list[int] = []   # exits the node asked for (request_exit); the first one is the process's
 
 
@@ -132,7 +136,9 @@ def run_node(make_node: Callable[[], Node], prepare: Callable[[], None] | None =
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        faulthandler.dump_traceback_later(TEARDOWN_TIMEOUT_S, exit=True)
+        faulthandler.dump_traceback_later(TEARDOWN_TIMEOUT_S)
+        signal.signal(TEARDOWN_SIGNAL, signal.SIG_DFL)
+        signal.setitimer(signal.ITIMER_REAL, TEARDOWN_TIMEOUT_S + TEARDOWN_STACKS_S)
         close = getattr(node, "close", None)
         if close is not None:
             close()
@@ -141,5 +147,6 @@ def run_node(make_node: Callable[[], Node], prepare: Callable[[], None] | None =
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        signal.setitimer(signal.ITIMER_REAL, 0)
         faulthandler.cancel_dump_traceback_later()
     return _exit_codes[0] if _exit_codes else 0
