@@ -157,24 +157,23 @@ def kl_weight(step: int, warmup: int, beta: float) -> float:
 @dataclass
 class Sampler:
     """Random crops of random frames; each batch comes from one pool (a source and resolution). Pools take turns
-    by their `shares`: the next batch goes to the pool furthest behind its share (equal shares: in order)."""
+    by their `shares` (`pool_shares`): the next batch goes to the pool furthest behind its share (equal shares:
+    in order)."""
 
     pools: list[list[ClipFrames]]
     window_ns: int
     bins: int
     crop: int
     rng: np.random.Generator
-    shares: list[float] | None = None
-    _turn: int = field(default=0, init=False)
-    _used: list[int] = field(default_factory=list, init=False)
+    shares: list[float]
+    _used: list[int] = field(default_factory=list, init=False)   # batches each pool has given
 
     def __post_init__(self) -> None:
-        self.shares = self.shares or [1 / len(self.pools)] * len(self.pools)
         self._used = [0] * len(self.pools)
 
     def _pick(self) -> list[ClipFrames]:
-        self._turn += 1
-        behind = [share * self._turn - used for share, used in zip(self.shares, self._used)]
+        turn = sum(self._used) + 1
+        behind = [share * turn - used for share, used in zip(self.shares, self._used)]
         i = max(range(len(behind)), key=lambda j: (behind[j], -j))
         self._used[i] += 1
         return self.pools[i]
