@@ -10,11 +10,12 @@ from microexp_ros.events.history import EventHistory
 from microexp_ros.events.window import window_slice
 
 MS = 1_000_000
-STREAM = synthetic_events(64, 48, 0, 2000 * MS, count=40_000, seed=3)
+SENSOR = (64, 48)
+STREAM = synthetic_events(*SENSOR, 0, 2000 * MS, count=40_000, seed=3)
 
 
-def feed(history: EventHistory, t0: int, t1: int) -> str | None:
-    return history.add(window_slice(STREAM, t0, t1), t0, t1)
+def feed(history: EventHistory, t0: int, t1: int, sensor: tuple[int, int] = SENSOR) -> str | None:
+    return history.add(window_slice(STREAM, t0, t1), t0, t1, sensor)
 
 
 @pytest.mark.parametrize("hop_ms", [200, 50], ids=["contiguous", "overlapping"])
@@ -52,6 +53,17 @@ def test_a_gap_stays_empty_and_a_rewind_restarts_the_history():
     assert history.covered_ns == 200 * MS
 
 
+def test_a_sensor_of_another_size_restarts_the_history():
+    """Events of a camera replaced mid-stream (another bag, another sensor) are not mixed with the old ones."""
+    history = EventHistory(600 * MS)
+    assert [feed(history, (end - 200) * MS, end * MS) for end in (200, 400)] == [None, None]
+    assert feed(history, 400 * MS, 600 * MS, sensor=(128, 128)) == "reset"
+    assert history.latest()[1:] == (400 * MS, 600 * MS)
+    assert np.array_equal(history.latest()[0], window_slice(STREAM, 400 * MS, 600 * MS))
+    assert feed(history, 600 * MS, 800 * MS, sensor=(128, 128)) is None   # the new sensor's stream goes on
+    assert history.covered_ns == 400 * MS
+
+
 def test_bad_use_is_refused():
     with pytest.raises(ValueError, match="span must be positive"):
         EventHistory(0)
@@ -59,4 +71,4 @@ def test_bad_use_is_refused():
     with pytest.raises(ValueError, match="empty"):
         history.latest()
     with pytest.raises(ValueError, match="t1 > t0"):
-        history.add(STREAM[:0], 5, 5)
+        history.add(STREAM[:0], 5, 5, SENSOR)

@@ -14,8 +14,9 @@ class EventHistory:
     Windows may overlap (samples published at a hop shorter than their length): only the part after what is
     held is appended. A window that starts after the held end leaves a stretch with no events (no samples there,
     e.g. no camera frames, or samples lost). A window that ends before the held end (the stream went back in
-    time: a replay restarted) or holds other event records replaces the history. The history may hold a view of
-    the last array given: pass arrays that are not reused afterwards.
+    time: a replay restarted), holds other event records or comes from a sensor of another size (a replay of
+    another camera) replaces the history. The history may hold a view of the last array given: pass arrays that
+    are not reused afterwards.
     """
 
     def __init__(self, span_ns: int) -> None:
@@ -23,16 +24,20 @@ class EventHistory:
             raise ValueError(f"history span must be positive, got {span_ns} ns")
         self.span_ns = int(span_ns)
         self.events: np.ndarray | None = None
+        self.sensor: tuple[int, int] | None = None
         self.start_ns = 0
         self.end_ns = 0
 
-    def add(self, events: np.ndarray, t0_ns: int, t1_ns: int) -> str | None:
-        """Feed the window [t0_ns, t1_ns) with its time-sorted `events`; "gap" when it left a stretch of the span
-        without events, "reset" when it replaced the history, else None."""
+    def add(self, events: np.ndarray, t0_ns: int, t1_ns: int, sensor: tuple[int, int]) -> str | None:
+        """Feed the window [t0_ns, t1_ns) with its time-sorted `events` from a sensor of (width, height); "gap"
+        when it left a stretch of the span without events, "reset" when it replaced the history, else None."""
         t0_ns, t1_ns = int(t0_ns), int(t1_ns)
         if t1_ns <= t0_ns:
             raise ValueError(f"window must have t1 > t0, got t0={t0_ns} t1={t1_ns}")
-        rewound = self.events is not None and (t1_ns < self.end_ns or events.dtype != self.events.dtype)
+        sensor = (int(sensor[0]), int(sensor[1]))
+        rewound = self.events is not None and (t1_ns < self.end_ns or events.dtype != self.events.dtype
+                                               or sensor != self.sensor)
+        self.sensor = sensor
         joined = "reset" if rewound else None
         if self.events is None or rewound or t0_ns <= t1_ns - self.span_ns:   # the window alone is the history
             self.events, self.start_ns = events, t0_ns

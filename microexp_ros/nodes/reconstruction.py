@@ -10,9 +10,9 @@ the window end). When the sample carries an RGB frame, `~/quality` scores the im
 The model reads the window it was trained on (its sidecar's, e.g. 600 ms) ending at the sample's end: the
 samples' events are kept in an `EventHistory` of that span, so a model longer than the samples (time_sync's
 200 ms) reads several. Before the history reaches that far back (the stream's first samples, or after a replay
-went back in time) the window's earlier part has no events, as offline for a recording that starts there;
-`count/partial_history` counts those windows, `count/history_gaps` the stretches without samples inside a
-window. Keyframe models are given the RGB crop of the previous sample (the current one is the reference);
+went back in time or a sensor of another size took over: `count/history_resets`) the window's earlier part has
+no events, as offline for a recording that starts there; `count/partial_history` counts those windows,
+`count/history_gaps` the stretches without samples inside a window. Keyframe models are given the RGB crop of the previous sample (the current one is the reference);
 windows before the first RGB frame are skipped (`drop/no_keyframe`). Bad windows are counted and skipped.
 Before it subscribes, the node reconstructs a synthetic window once (`warm_up`), so the first real window
 does not pay the fresh process's lazy loading (numba kernels, torch's first allocations). The shipped model is
@@ -150,8 +150,9 @@ class ReconstructionNode(Node):
         try:
             if x + w > window.width or y + h > window.height:
                 raise ValueError(f"event region {(x, y, w, h)} is outside the {window.width}x{window.height} sensor")
-            joined = self.history.add(window.events, window.t0_ns, window.t1_ns)
+            joined = self.history.add(window.events, window.t0_ns, window.t1_ns, (window.width, window.height))
             self.health.count("history_gaps", int(joined == "gap"))
+            self.health.count("history_resets", int(joined == "reset"))
             if self.history.covered_ns < self.reconstructor.window_ns:
                 self.health.count("partial_history")
             events, _, t1 = self.history.latest()
