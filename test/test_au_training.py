@@ -173,9 +173,9 @@ def test_training_rejects_bad_options(au_dataset, tmp_path):
                      reverse_prob=0.5)
     with pytest.raises(ValueError, match="one sensor"):
         TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), dark_prob=0.5)
-    with pytest.raises(ValueError, match="encoding 'polarity' only"):
+    with pytest.raises(ValueError, match="encoding 'polarity' or 'polarity_net' only"):
         TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), resolution="high", dark_prob=0.5,
-                     encoding="polarity_net")
+                     encoding="polarity_baf")
 
 
 def test_shift_translates_each_input_and_fills_the_border_with_zeros():
@@ -216,6 +216,21 @@ def test_darkened_windows_keep_a_share_of_their_events_and_gain_shot_noise():
     assert share.mean() == pytest.approx((1 + DARK_KEEP_MIN) / 2, rel=0.05)
     assert DARK_KEEP_MIN - 0.05 < share.min() < DARK_KEEP_MIN + 0.1 and share.max() <= 1.0
     assert torch.all(kept <= 20)                                                 # thinning never adds events
+
+
+def test_darkened_net_channel_is_the_net_count_of_the_darkened_polarities():
+    from microexp_ros.events.array import synthetic_events
+    from microexp_ros.models.au_inference import encode_events
+    from microexp_ros.train.au import darkened
+
+    events = synthetic_events(32, 32, 0, 200_000_000, count=3000, seed=5)
+    x = torch.from_numpy(encode_events(events, 0, 200_000_000, (0, 0, 32, 32), (32, 32), size=16, bins=4,
+                                       encoding="polarity_net"))[None]
+    dark = darkened(x, 2.0, torch.Generator().manual_seed(0))
+    assert dark.shape == x.shape and not torch.equal(dark[:, :, :2], x[:, :, :2])
+    counts = torch.expm1(dark[:, :, :2]).round()
+    net = counts[:, :, 1] - counts[:, :, 0]
+    assert torch.allclose(dark[:, :, 2], torch.sign(net) * torch.log1p(net.abs()), atol=1e-5)
 
 
 @pytest.fixture(autouse=True)

@@ -105,11 +105,16 @@ def test_davis346_recording_frames_are_scored(real_data):
     (chunk,) = read_all(source).values()
     frames = list(source.frames())
     assert len(frames) == 4 and frames[0].pixels.shape == (260, 346)
-    recs = {"cvae": Reconstructor(ReconCVAE(CVAEConfig()))}
+    windows = {"cvae_40ms": 40_000_000, "cvae_600ms": 600_000_000}
+    recs = {name: Reconstructor(ReconCVAE(CVAEConfig()), {"train": {"window_ns": w}}) for name, w in windows.items()}
     scores = score_recording(recs, chunk.events, frames, 346, 260)
-    assert scores["cvae"]["n"] == 3  # frame k+1 from the events between frames k and k+1
-    between = [int(((chunk.events["t"] >= a.t) & (chunk.events["t"] < b.t)).sum()) for a, b in zip(frames, frames[1:])]
-    assert scores["cvae"]["events_per_window"] == between
+    t = chunk.events["t"]
+    for name, w in windows.items():   # frame k+1 from the model's own window ending there, what the file holds of it
+        assert scores[name]["n"] == 3
+        assert scores[name]["events_per_window"] == [int(((t >= b.t - w) & (t < b.t)).sum()) for b in frames[1:]]
+    # the recording starts 4 ms after its first frame: a 600 ms window holds all of it up to the frame
+    assert scores["cvae_600ms"]["events_per_window"] == [int((t < b.t).sum()) for b in frames[1:]]
+    assert scores["cvae_600ms"]["events_per_window"][-1] > scores["cvae_40ms"]["events_per_window"][-1]
     # the static street barely changes between APS frames: the previous frame is a strong baseline
     assert scores["previous frame"]["ssim"] > 0.8
     with pytest.raises(ValueError, match="at least 2"):

@@ -51,7 +51,7 @@ def register(group) -> None:
                             "only)")
     train.add_argument("--dark-prob", type=float, default=0.0,
                        help="share of training windows made to look darker: a random share of their events kept "
-                            "and shot noise added (events, one sensor, 'polarity' encoding)")
+                            "and shot noise added (events, one sensor, 'polarity' or 'polarity_net' encoding)")
     train.add_argument("--readout", choices=("spikes", "membrane"), default="spikes",
                        help="what the SNN's heads read: the hidden layer's spike rate, or the mean membrane of "
                             "non-spiking leaky integrators (snn only)")

@@ -173,15 +173,18 @@ def save_montage(samples: dict, path: Path) -> None:
 
 def score_recording(recs: dict[str, Reconstructor], events: np.ndarray, frames: list, width: int, height: int
                     ) -> dict[str, dict]:
-    """A real recording with intensity frames: frame k+1 reconstructed from the events between frames k
-    and k+1 (the keyframe model also gets frame k). Out of domain: reported, not a target."""
+    """A real recording with intensity frames: frame k+1 reconstructed by each model from the window it was
+    trained on, ending at that frame (the keyframe model also gets frame k). A window reaching back before the
+    recording holds only the recording's events, as the node's history does after a start. Out of domain:
+    reported, not a target."""
     if len(frames) < 2:
         raise ValueError(f"need at least 2 intensity frames to score a recording, got {len(frames)}")
     rows: dict[str, list[dict]] = {name: [] for name in recs}
     for prev, cur in zip(frames[:-1], frames[1:]):
-        t0, t1 = int(prev.t), int(cur.t)
-        window = window_slice(events, t0, t1)
+        t1 = int(cur.t)
         for name, rec in recs.items():
+            t0 = t1 - rec.window_ns
+            window = window_slice(events, t0, t1)
             key = prev.pixels if rec.uses_keyframe else None
             pred = rec.reconstruct(window, t0, t1, width, height, keyframe=key)
             rows[name].append(frame_quality(pred, cur.pixels) | {"events": int(window.size)})

@@ -108,8 +108,9 @@ class TrainOptions:
             raise ValueError("reverse_prob needs an encoding that can be played backwards, not 'polarity_baf'")
         if not 0.0 <= self.dark_prob <= 1.0:
             raise ValueError(f"dark_prob must be in [0, 1], got {self.dark_prob}")
-        if self.dark_prob and (self.modality, self.encoding) != ("events", "polarity"):
-            raise ValueError("dark_prob darkens event counts: modality 'events' with encoding 'polarity' only")
+        if self.dark_prob and (self.modality != "events" or self.encoding not in ("polarity", "polarity_net")):
+            raise ValueError("dark_prob darkens event counts: modality 'events' with encoding 'polarity' or "
+                             "'polarity_net' only")
         if self.dark_prob and self.resolution == "both":
             raise ValueError("dark_prob needs one sensor (--resolution high or low): its noise is set per pixel")
         if not 0.0 <= self.ema < 1.0:
@@ -251,15 +252,20 @@ def dark_noise_per_cell(sensor: tuple[int, int], size: int, window_ns: int, bins
 
 
 def darkened(x: torch.Tensor, noise_per_cell: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Encoded event windows [B, bins, 2, H, W] (log1p counts) as if seen in darker light: each window keeps a
-    random share in [DARK_KEEP_MIN, 1] of its events (binomial thinning) and gains Poisson shot noise of a random
-    mean in [0, noise_per_cell] per cell, bin and polarity."""
-    counts = torch.expm1(x).round().clamp_min(0)
+    """Encoded event windows [B, bins, C, H, W] (log1p counts per polarity; C = 3 adds the net channel of
+    "polarity_net") as if seen in darker light: each window keeps a random share in [DARK_KEEP_MIN, 1] of its
+    events (binomial thinning) and gains Poisson shot noise of a random mean in [0, noise_per_cell] per cell, bin
+    and polarity; a net channel is computed again from the darkened counts, as `encode_events` does."""
+    counts = torch.expm1(x[:, :, :2]).round().clamp_min(0)
     shape = (len(x),) + (1,) * (x.dim() - 1)
     keep = DARK_KEEP_MIN + (1 - DARK_KEEP_MIN) * torch.rand(shape, generator=generator)
     rate = noise_per_cell * torch.rand(shape, generator=generator)
     kept = torch.binomial(counts, keep.expand_as(counts).contiguous(), generator=generator)
-    return torch.log1p(kept + torch.poisson(rate.expand_as(counts).contiguous(), generator=generator))
+    dark = kept + torch.poisson(rate.expand_as(counts).contiguous(), generator=generator)
+    if x.shape[2] == 2:
+        return torch.log1p(dark)
+    net = dark[:, :, 1:2] - dark[:, :, 0:1]
+    return torch.cat([torch.log1p(dark), torch.sign(net) * torch.log1p(net.abs())], dim=2)
 
 
 def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: torch.optim.Optimizer | None,
