@@ -12,8 +12,9 @@ samples' events are kept in an `EventHistory` of that span, so a model longer th
 200 ms) reads several. Before the history reaches that far back (the stream's first samples, or after a replay
 went back in time or a sensor of another size took over: `count/history_resets`) the window's earlier part has
 no events, as offline for a recording that starts there; `count/partial_history` counts those windows,
-`count/history_gaps` the stretches without samples inside a window. Keyframe models are given the RGB crop of the previous sample (the current one is the reference);
-windows before the first RGB frame are skipped (`drop/no_keyframe`). Bad windows are counted and skipped.
+`count/history_gaps` the stretches without samples inside a window. Keyframe models are given the RGB crop of
+the previous sample (the current one is the reference); windows before the first RGB frame are skipped
+(`drop/no_keyframe`). Bad windows are counted and skipped.
 Before it subscribes, the node reconstructs a synthetic window once (`warm_up`), so the first real window
 does not pay the fresh process's lazy loading (numba kernels, torch's first allocations). The shipped model is
 loaded and warmed up before rclpy starts (`DEFAULT_MODEL`, unless the command line sets `model_path`), so a hot
