@@ -214,6 +214,6 @@ def test_pools_take_turns_by_their_shares():
     video = np.cumsum([i.startswith("video") for i in picked])
     assert np.abs(video - 0.75 * np.arange(1, 801)).max() <= 1.0   # every stretch of the run keeps the share
     with pytest.raises(ValueError, match="video_share must be in"):
-        pool_shares(pools, 1.0)
+        TrainConfig(video_share=1.0)   # refused with the other options, before any data is loaded
     with pytest.raises(ValueError, match="needs both"):
         pool_shares(pools[:2], 0.5)

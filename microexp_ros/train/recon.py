@@ -93,13 +93,11 @@ def training_pools(frames: list[ClipFrames]) -> list[list[ClipFrames]]:
 
 
 def pool_shares(pools: list[list[ClipFrames]], video_share: float = 0.0) -> list[float]:
-    """Each pool's share of the batches: equal when `video_share` is 0; else `video_share` split evenly among
-    the real-video-derived pools and the rest among the others (the real faces are the scarcer data, and
-    the test clips are theirs)."""
+    """Each pool's share of the batches: equal when `video_share` is 0; else `video_share` (in (0, 1), as
+    TrainConfig checks) split evenly among the real-video-derived pools and the rest among the others (the real
+    faces are the scarcer data, and the test clips are theirs)."""
     if not video_share:
         return [1 / len(pools)] * len(pools)
-    if not 0 < video_share < 1:
-        raise ValueError(f"video_share must be in (0, 1), got {video_share}")
     video = [p[0].meta.get("source") == "video" for p in pools]
     if all(video) or not any(video):
         raise ValueError("video_share needs both real-video-derived and other training clips")
@@ -166,7 +164,7 @@ class Sampler:
     crop: int
     rng: np.random.Generator
     shares: list[float]
-    _used: list[int] = field(default_factory=list, init=False)   # batches each pool has given
+    _used: list[int] = field(init=False)   # batches each pool has given
 
     def __post_init__(self) -> None:
         self._used = [0] * len(self.pools)
@@ -264,6 +262,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.crop < 12:
             raise ValueError(f"crop must be at least 12 pixels (SSIM window), got {self.crop}")
+        if not 0 <= self.video_share < 1:
+            raise ValueError(f"video_share must be in (0, 1), or 0 for equal pools, got {self.video_share}")
 
 
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
