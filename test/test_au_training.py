@@ -197,6 +197,63 @@ def test_shift_translates_each_input_and_fills_the_border_with_zeros():
     assert len(moves) > 10   # each input its own translation
 
 
+def test_flickered_windows_gain_the_counts_of_a_flicker_floor():
+    from microexp_ros.train.au import WindowSet, flicker_floors, flickered
+
+    g = torch.Generator().manual_seed(5)
+    counts = torch.poisson(torch.full((6, 4, 2, 8, 8), 2.0), generator=g)
+    counts[3:] += 30.0   # windows 3-5 are flicker-lit: a high floor in every bin
+    data = WindowSet(torch.log1p(counts).half(), torch.zeros(6, 12), torch.zeros(6, dtype=torch.long),
+                     ["normal"] * 3 + ["flicker"] * 3)
+    floors = flicker_floors(data)
+    assert floors.shape == (3, 2, 8, 8) and torch.allclose(floors, counts[3:].mean(1), atol=0.01)
+    quiet = torch.zeros(400, 4, 2, 8, 8)   # no events of their own
+    lit = torch.expm1(flickered(quiet, floors, g)).round()
+    assert abs(float(lit.mean()) - float(floors.mean())) < 0.2   # Poisson counts with a floor's mean
+    net = flickered(torch.cat([quiet[:4], torch.zeros(4, 4, 1, 8, 8)], 2), floors, g)
+    on_off = torch.expm1(net[:, :, :2]).round()
+    expect = torch.sign(on_off[:, :, 1] - on_off[:, :, 0]) * torch.log1p((on_off[:, :, 1] - on_off[:, :, 0]).abs())
+    assert torch.allclose(net[:, :, 2], expect, atol=1e-5)   # the net channel follows the new counts
+    with pytest.raises(ValueError, match="needs flicker-lit training windows"):
+        flicker_floors(WindowSet(data.x[:3], data.multi[:3], data.label[:3], ["normal"] * 3))
+
+
+def test_flicker_prob_is_checked(au_dataset, tmp_path):
+    from microexp_ros.train.au import TrainOptions
+
+    out = str(tmp_path / "m.safetensors")
+    with pytest.raises(ValueError, match="flicker_prob must be in"):
+        TrainOptions(data=str(au_dataset), out=out, resolution="high", flicker_prob=1.5)
+    with pytest.raises(ValueError, match="one sensor"):
+        TrainOptions(data=str(au_dataset), out=out, flicker_prob=0.3)
+
+
+def test_scale_jitter_stretches_each_input_about_its_centre():
+    from microexp_ros.train.au import scaled_inputs
+
+    x = torch.zeros(32, 4, 2, 32, 32)
+    x[..., 8:24, 8:24] = 1.0   # a centred 16x16 square in every bin and channel
+    stretched = scaled_inputs(x, 0.2, torch.Generator().manual_seed(3))
+    assert stretched.shape == x.shape and torch.equal(scaled_inputs(x, 0.0, None), x)
+    sizes = set()
+    for planes in stretched:
+        assert torch.allclose(planes, planes[0, 0].expand_as(planes))   # one stretch for the whole window
+        inside = planes[0, 0] > 0.5
+        width, height = int(inside[16].sum()), int(inside[:, 16].sum())
+        assert 16 * 0.8 - 1 <= width <= 16 * 1.2 + 1 and 16 * 0.8 - 1 <= height <= 16 * 1.2 + 1
+        cols = inside.any(0).nonzero().flatten()
+        assert abs((int(cols[0]) + int(cols[-1])) / 2 - 15.5) <= 0.5   # about the centre
+        sizes.add((width, height))
+    assert len(sizes) > 5   # each input its own factors, width and height apart
+
+
+def test_scale_jitter_is_range_checked(au_dataset, tmp_path):
+    from microexp_ros.train.au import TrainOptions
+
+    with pytest.raises(ValueError, match="scale_jitter must be in"):
+        TrainOptions(data=str(au_dataset), out=str(tmp_path / "m.safetensors"), scale_jitter=0.5)
+
+
 def test_darkened_windows_keep_a_share_of_their_events_and_gain_shot_noise():
     from microexp_ros.train.au import DARK_KEEP_MIN, DARK_NOISE_HZ, dark_noise_per_cell, darkened
 
@@ -295,6 +352,22 @@ def test_train_command_distils_a_teacher_reading_the_same_input(au_dataset, tmp_
     # A teacher fed another encoding cannot supply targets for this input.
     assert main(["train", "au", "--out", str(tmp_path / "bad.safetensors"), "--teacher", str(teacher), *common]) == 2
     assert "does not read the student's input" in capsys.readouterr().err
+
+
+def test_train_command_runs_the_window_augmentations(au_dataset, tmp_path, capsys):
+    from microexp_ros.cli import main
+
+    common = ["--data", str(au_dataset), "--modality", "events", "--resolution", "high", "--epochs", "2", "--size",
+              "32", "--bins", "4", "--copies", "1", "--threads", "1", "--seed", "3", "--json"]
+    out = tmp_path / "augmented.safetensors"
+    assert main(["train", "au", "--out", str(out), "--dark-prob", "0.5", "--scale-jitter", "0.1", "--shift-px", "2",
+                 *common]) == 0
+    command = read_sidecar(out)["meta"]["command"]
+    assert "--dark-prob 0.5" in command and "--scale-jitter 0.1" in command and "--flicker-prob 0.0" in command
+    capsys.readouterr()
+    # The tiny set has no flicker-lit clip to take the flicker from: refused, saying so.
+    assert main(["train", "au", "--out", str(tmp_path / "f.safetensors"), "--flicker-prob", "0.3", *common]) == 2
+    assert "needs flicker-lit training windows" in capsys.readouterr().err
 
 
 def test_teacher_whose_sidecar_predates_the_encoding_key_reads_the_polarity_input(tmp_path):

@@ -46,12 +46,19 @@ def register(group) -> None:
                        help="each training window is shifted uniformly by up to this much from the protocol window")
     train.add_argument("--shift-px", type=int, default=0,
                        help="random translation of each training input by up to this many pixels (0 = none)")
+    train.add_argument("--scale-jitter", type=float, default=0.0,
+                       help="random stretch of each training input's width and height by factors in [1 - S, 1 + S] "
+                            "(faces differ in shape; 0 = none, at most 0.3)")
     train.add_argument("--reverse-prob", type=float, default=0.0,
                        help="share of training windows played backwards (bins reversed, polarities swapped; events "
                             "only)")
     train.add_argument("--dark-prob", type=float, default=0.0,
                        help="share of training windows made to look darker: a random share of their events kept "
                             "and shot noise added (events, one sensor, 'polarity' or 'polarity_net' encoding)")
+    train.add_argument("--flicker-prob", type=float, default=0.0,
+                       help="share of training windows lit by mains flicker: they gain the flicker counts of a random "
+                            "flicker-lit training window, mostly another person's (events, one sensor, 'polarity' "
+                            "or 'polarity_net' encoding)")
     train.add_argument("--readout", choices=("spikes", "membrane"), default="spikes",
                        help="what the SNN's heads read: the hidden layer's spike rate, or the mean membrane of "
                             "non-spiking leaky integrators (snn only)")
@@ -165,7 +172,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, bins=args.bins, size=args.size,
         window_ns=int(round(args.window_ms * 1e6)), jitter_ns=int(round(args.jitter_ms * 1e6)),
         patience=args.patience, copies=args.copies, shift_px=args.shift_px, reverse_prob=args.reverse_prob,
-        dark_prob=args.dark_prob,
+        dark_prob=args.dark_prob, flicker_prob=args.flicker_prob, scale_jitter=args.scale_jitter,
         readout=args.readout, input_norm=args.input_norm, channels=args.channels, hidden=args.hidden,
         encoding=args.encoding,
         teacher=str(args.teacher) if args.teacher else "", ema=args.ema,

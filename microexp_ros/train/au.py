@@ -2,7 +2,9 @@
 
 Windows come from `select_window` and inputs from `encode_events` / `encode_frames`, the very functions the
 predictor uses online. Training windows are jittered copies (and random horizontal flips and, with `shift_px`,
-translations: a face region is never centred exactly; with `dark_prob`, windows made to look darker) of each clip's
+translations: a face region is never centred exactly; with `scale_jitter`, stretches: faces differ in width and
+height; with `dark_prob`, windows made to look darker; with `flicker_prob`, windows lit by another person's mains
+flicker) of each clip's
 labelled window; validation uses the fixed windows of the evaluation. Early stopping watches validation
 accuracy; the best weights are checkpointed to the output file (with its JSON sidecar) whenever they improve.
 Optionally a trained teacher reading the same input is distilled (`teacher`), and `combine_ensemble` writes
@@ -44,6 +46,8 @@ from microexp_ros.models.au_ensemble import AUEnsemble, ensemble_config
 from microexp_ros.models.snn import DEFAULT_CHANNELS, DEFAULT_HIDDEN, INPUT_NORMS, READOUTS
 from microexp_ros.models.weights import count_parameters, load_model, save_model
 
+MAX_SCALE_JITTER = 0.3  # beyond this a stretch no longer looks like another face
+
 
 @dataclass
 class TrainOptions:
@@ -66,8 +70,10 @@ class TrainOptions:
     jitter_ns: int = 40_000_000
     copies: int = 3
     shift_px: int = 0
+    scale_jitter: float = 0.0
     reverse_prob: float = 0.0
     dark_prob: float = 0.0
+    flicker_prob: float = 0.0
     readout: str = "spikes"
     input_norm: str = "none"
     channels: tuple[int, ...] = DEFAULT_CHANNELS
@@ -113,6 +119,12 @@ class TrainOptions:
                              "'polarity_net' only")
         if self.dark_prob and self.resolution == "both":
             raise ValueError("dark_prob needs one sensor (--resolution high or low): its noise is set per pixel")
+        if not 0.0 <= self.flicker_prob <= 1.0:
+            raise ValueError(f"flicker_prob must be in [0, 1], got {self.flicker_prob}")
+        if self.flicker_prob and (self.modality != "events" or self.encoding not in ("polarity", "polarity_net")
+                                  or self.resolution == "both"):
+            raise ValueError("flicker_prob adds flicker event counts: modality 'events', one sensor (--resolution "
+                             "high or low), encoding 'polarity' or 'polarity_net' only")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema (the weight average's decay per step) must be in [0, 1), got {self.ema}")
         if (tuple(self.channels), self.hidden) != (DEFAULT_CHANNELS, DEFAULT_HIDDEN) and self.arch != "snn":
@@ -121,6 +133,8 @@ class TrainOptions:
             raise ValueError(f"channels and hidden must be positive, got {self.channels} and {self.hidden}")
         if not 0 <= self.shift_px < self.size // 2:
             raise ValueError(f"shift_px must be in [0, size/2), got {self.shift_px}")
+        if not 0.0 <= self.scale_jitter <= MAX_SCALE_JITTER:
+            raise ValueError(f"scale_jitter must be in [0, {MAX_SCALE_JITTER}], got {self.scale_jitter}")
 
     def model_config(self) -> dict[str, Any]:
         """The architecture/input config saved in the sidecar and passed to build_au_model."""
@@ -147,6 +161,7 @@ class WindowSet:
     x: torch.Tensor
     multi: torch.Tensor
     label: torch.Tensor
+    lighting: list[str]
     teacher: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __len__(self) -> int:
@@ -170,7 +185,7 @@ def build_windows(root: Path, manifest: dict, entries: list[dict], opts: TrainOp
 
     resolutions = (RESOLUTIONS if opts.resolution == "both" else (opts.resolution,)) if opts.modality == "events" \
         else ("rgb",)
-    xs, multis, labels = [], [], []
+    xs, multis, labels, lighting = [], [], [], []
     for entry in tqdm(entries, desc=desc, unit="clip", leave=False):
         clip = load_clip(root, entry)
         for _ in range(copies):
@@ -182,10 +197,11 @@ def build_windows(root: Path, manifest: dict, entries: list[dict], opts: TrainOp
                                      opts.encoding))
                 multis.append(multi)
                 labels.append(label)
+                lighting.append(entry["lighting"])
     if not xs:
         raise ValueError(f"no clips to build {desc} windows from")
     return WindowSet(torch.from_numpy(np.stack(xs)).half(), torch.from_numpy(np.stack(multis)),
-                     torch.tensor(labels, dtype=torch.long))
+                     torch.tensor(labels, dtype=torch.long), lighting)
 
 
 DISTILL_TEMPERATURE = 2.0
@@ -233,6 +249,20 @@ def shift_inputs(x: torch.Tensor, max_px: int, generator: torch.Generator | None
     return torch.stack([p[..., dy:dy + h, dx:dx + w] for p, (dy, dx) in zip(padded, offsets)])
 
 
+def scaled_inputs(x: torch.Tensor, jitter: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Each input [B, ..., H, W] of the batch stretched about its centre by its own factors in [1 - jitter,
+    1 + jitter], one for width and one for height (the simulator's identities differ by about ±10 % in face width
+    and ±7 % in height); bilinear on the encoded values, the uncovered border zero."""
+    if jitter == 0:
+        return x
+    factors = 1.0 + jitter * (2.0 * torch.rand(len(x), 2, generator=generator) - 1.0)
+    theta = torch.zeros(len(x), 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = 1.0 / factors[:, 0], 1.0 / factors[:, 1]
+    flat = x.reshape(len(x), -1, *x.shape[-2:])
+    grid = F.affine_grid(theta, list(flat.shape), align_corners=False)
+    return F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False).reshape(x.shape)
+
+
 # `dark_prob`: the dark sensor's input is a uniform floor of shot noise over a weaker signal. On the 2,340-clip
 # data's very_dim validation windows (high-resolution sensor; 64x64 cells of 2x2 pixels, 50 ms bins) the floor is
 # about 1.1 events per cell, bin and polarity, i.e. ~5 Hz per pixel and polarity, and the strongest cell holds
@@ -261,20 +291,49 @@ def darkened(x: torch.Tensor, noise_per_cell: float, generator: torch.Generator 
     keep = DARK_KEEP_MIN + (1 - DARK_KEEP_MIN) * torch.rand(shape, generator=generator)
     rate = noise_per_cell * torch.rand(shape, generator=generator)
     kept = torch.binomial(counts, keep.expand_as(counts).contiguous(), generator=generator)
-    dark = kept + torch.poisson(rate.expand_as(counts).contiguous(), generator=generator)
-    if x.shape[2] == 2:
-        return torch.log1p(dark)
-    net = dark[:, :, 1:2] - dark[:, :, 0:1]
-    return torch.cat([torch.log1p(dark), torch.sign(net) * torch.log1p(net.abs())], dim=2)
+    return encoded_counts(kept + torch.poisson(rate.expand_as(counts).contiguous(), generator=generator), x.shape[2])
+
+
+def encoded_counts(counts: torch.Tensor, channels: int) -> torch.Tensor:
+    """Counts per polarity [B, bins, 2, H, W] encoded as `encode_events` does: log1p, and with 3 channels
+    ("polarity_net") the signed net count sign(ON - OFF) * log1p(|ON - OFF|) after them."""
+    if channels == 2:
+        return torch.log1p(counts)
+    net = counts[:, :, 1:2] - counts[:, :, 0:1]
+    return torch.cat([torch.log1p(counts), torch.sign(net) * torch.log1p(net.abs())], dim=2)
+
+
+# `flicker_prob`: in mains flicker every pixel fires at 100 Hz, at a rate set by its own brightness (the
+# photoreceptor's bandwidth grows with light), so a flicker window is mostly a static picture of the face (on the
+# 2,340-clip data ~79 % of its 57k events are the per-cell floor over the 4 bins; normal light: 1.6k events). The
+# shipped default fits flicker on the training people (96 %) but not on new ones (72-75 %): it learns faces. A
+# flickered window gains the flicker of a random training flicker window of (mostly) another person.
+def flicker_floors(data: WindowSet) -> torch.Tensor:
+    """Mean count per bin, polarity and cell [N, 2, H, W] of each flicker-lit window of `data`: its flicker floor
+    (the AU's own events are ~3 % of it). ValueError when `data` has none."""
+    lit = torch.tensor([c == "flicker" for c in data.lighting])
+    if not lit.any():
+        raise ValueError("flicker_prob needs flicker-lit training windows to take the flicker from; there are none")
+    return torch.expm1(data.x[lit, :, :2].float()).round().clamp_min(0).mean(dim=1)
+
+
+def flickered(x: torch.Tensor, floors: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Encoded event windows [B, bins, C, H, W] lit by flicker: each gains, in every bin, Poisson counts with the
+    mean of one random flicker floor of `floors` [N, 2, H, W]."""
+    counts = torch.expm1(x[:, :, :2]).round().clamp_min(0)
+    donors = floors[torch.randint(len(floors), (len(x),), generator=generator)].unsqueeze(1).expand_as(counts)
+    return encoded_counts(counts + torch.poisson(donors.contiguous(), generator=generator), x.shape[2])
 
 
 def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: torch.optim.Optimizer | None,
               generator: torch.Generator | None = None, desc: str = "", shift_px: int = 0,
-              reverse_prob: float = 0.0, dark_prob: float = 0.0, dark_noise: float = 0.0,
+              scale_jitter: float = 0.0, reverse_prob: float = 0.0, dark_prob: float = 0.0, dark_noise: float = 0.0,
+              flicker_prob: float = 0.0, flicker_floor: torch.Tensor | None = None,
               after_step: Callable[[], None] | None = None) -> tuple[float, float]:
-    """One pass (training when an optimizer is given, with shuffling, random flips, `shift_px` translations
-    and, with probability `reverse_prob`, event windows played backwards, with `dark_prob` windows `darkened`
-    (noise up to `dark_noise` per cell); `after_step` runs after each optimizer step); (mean loss, accuracy)."""
+    """One pass (training when an optimizer is given, with shuffling, random flips, `scale_jitter` stretches,
+    `shift_px` translations and, with probability `reverse_prob`, event windows played backwards, with `dark_prob` windows `darkened`
+    (noise up to `dark_noise` per cell), with `flicker_prob` windows `flickered` by one of `flicker_floor`;
+    `after_step` runs after each optimizer step); (mean loss, accuracy)."""
     training = optimizer is not None
     model.train(training)
     order = torch.randperm(len(data), generator=generator) if training else torch.arange(len(data))
@@ -293,7 +352,10 @@ def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: tor
                 if dark_prob:
                     dark = torch.rand(len(idx), generator=generator) < dark_prob
                     x[dark] = darkened(x[dark], dark_noise, generator)
-                x = shift_inputs(x, shift_px, generator)
+                if flicker_prob:
+                    lit = torch.rand(len(idx), generator=generator) < flicker_prob
+                    x[lit] = flickered(x[lit], flicker_floor, generator)
+                x = shift_inputs(scaled_inputs(x, scale_jitter, generator), shift_px, generator)
             au_logits, class_logits = model(x)
             soft = None if data.teacher is None else (data.teacher[0][idx], data.teacher[1][idx])
             loss = _loss(au_logits, class_logits, data.multi[idx], data.label[idx], soft)
@@ -377,6 +439,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     dark_noise = 0.0
     if opts.dark_prob:
         dark_noise = dark_noise_per_cell(sensor_size(manifest, opts.resolution), opts.size, opts.window_ns, opts.bins)
+    flicker_floor = flicker_floors(train_set) if opts.flicker_prob else None
 
     model = build_au_model(config)
     # With --ema the exponential moving average of the weights (and BatchNorm statistics) is what is validated
@@ -395,8 +458,9 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     for epoch in range(1, opts.epochs + 1):
         train_loss, train_acc = run_epoch(model, train_set, opts.batch_size, optimizer, generator,
                                           desc=f"epoch {epoch}/{opts.epochs}", shift_px=opts.shift_px,
-                                          reverse_prob=opts.reverse_prob, dark_prob=opts.dark_prob,
-                                          dark_noise=dark_noise,
+                                          scale_jitter=opts.scale_jitter, reverse_prob=opts.reverse_prob, dark_prob=opts.dark_prob,
+                                          dark_noise=dark_noise, flicker_prob=opts.flicker_prob,
+                                          flicker_floor=flicker_floor,
                                           after_step=(lambda: ema_update(scored, model, opts.ema))
                                           if opts.ema else None)
         scheduler.step()
