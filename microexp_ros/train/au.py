@@ -325,15 +325,42 @@ def flickered(x: torch.Tensor, floors: torch.Tensor, generator: torch.Generator 
     return encoded_counts(counts + torch.poisson(donors.contiguous(), generator=generator), x.shape[2])
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """What training does to each batch, in this order (the order of the random draws, so a seed replays a run):
+    random horizontal flips; with probability `reverse_prob` windows played backwards; with `dark_prob` windows
+    `darkened` (noise up to `dark_noise` per cell); with `flicker_prob` windows `flickered` by one of
+    `flicker_floor`; `scale_jitter` stretches; `shift_px` translations."""
+
+    shift_px: int = 0
+    scale_jitter: float = 0.0
+    reverse_prob: float = 0.0
+    dark_prob: float = 0.0
+    dark_noise: float = 0.0
+    flicker_prob: float = 0.0
+    flicker_floor: torch.Tensor | None = None
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        flip = torch.rand(len(x), generator=generator) < 0.5
+        x[flip] = x[flip].flip(-1)
+        if self.reverse_prob:
+            backwards = torch.rand(len(x), generator=generator) < self.reverse_prob
+            x[backwards] = time_reversed(x[backwards])
+        if self.dark_prob:
+            dark = torch.rand(len(x), generator=generator) < self.dark_prob
+            x[dark] = darkened(x[dark], self.dark_noise, generator)
+        if self.flicker_prob:
+            lit = torch.rand(len(x), generator=generator) < self.flicker_prob
+            x[lit] = flickered(x[lit], self.flicker_floor, generator)
+        return shift_inputs(scaled_inputs(x, self.scale_jitter, generator), self.shift_px, generator)
+
+
 def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: torch.optim.Optimizer | None,
-              generator: torch.Generator | None = None, desc: str = "", shift_px: int = 0,
-              scale_jitter: float = 0.0, reverse_prob: float = 0.0, dark_prob: float = 0.0, dark_noise: float = 0.0,
-              flicker_prob: float = 0.0, flicker_floor: torch.Tensor | None = None,
+              generator: torch.Generator | None = None, desc: str = "", augment: Augmentation | None = None,
               after_step: Callable[[], None] | None = None) -> tuple[float, float]:
-    """One pass (training when an optimizer is given, with shuffling, random flips, `scale_jitter` stretches,
-    `shift_px` translations and, with probability `reverse_prob`, event windows played backwards, with `dark_prob` windows `darkened`
-    (noise up to `dark_noise` per cell), with `flicker_prob` windows `flickered` by one of `flicker_floor`;
-    `after_step` runs after each optimizer step); (mean loss, accuracy)."""
+    """One pass (training when an optimizer is given: shuffled, each batch through `augment`, flips only when it
+    is None; `after_step` runs after each optimizer step); (mean loss, accuracy)."""
+    augment = augment or Augmentation()
     training = optimizer is not None
     model.train(training)
     order = torch.randperm(len(data), generator=generator) if training else torch.arange(len(data))
@@ -344,18 +371,7 @@ def run_epoch(model: nn.Module, data: WindowSet, batch_size: int, optimizer: tor
             idx = order[start:start + batch_size]
             x = data.x[idx].float()
             if training:
-                flip = torch.rand(len(idx), generator=generator) < 0.5
-                x[flip] = x[flip].flip(-1)
-                if reverse_prob:
-                    backwards = torch.rand(len(idx), generator=generator) < reverse_prob
-                    x[backwards] = time_reversed(x[backwards])
-                if dark_prob:
-                    dark = torch.rand(len(idx), generator=generator) < dark_prob
-                    x[dark] = darkened(x[dark], dark_noise, generator)
-                if flicker_prob:
-                    lit = torch.rand(len(idx), generator=generator) < flicker_prob
-                    x[lit] = flickered(x[lit], flicker_floor, generator)
-                x = shift_inputs(scaled_inputs(x, scale_jitter, generator), shift_px, generator)
+                x = augment(x, generator)
             au_logits, class_logits = model(x)
             soft = None if data.teacher is None else (data.teacher[0][idx], data.teacher[1][idx])
             loss = _loss(au_logits, class_logits, data.multi[idx], data.label[idx], soft)
@@ -436,10 +452,12 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         train_set.teacher = teacher_logits(teacher, train_set.x)
     encode_s = time.perf_counter() - start
 
-    dark_noise = 0.0
-    if opts.dark_prob:
-        dark_noise = dark_noise_per_cell(sensor_size(manifest, opts.resolution), opts.size, opts.window_ns, opts.bins)
-    flicker_floor = flicker_floors(train_set) if opts.flicker_prob else None
+    augment = Augmentation(
+        shift_px=opts.shift_px, scale_jitter=opts.scale_jitter, reverse_prob=opts.reverse_prob,
+        dark_prob=opts.dark_prob, flicker_prob=opts.flicker_prob,
+        dark_noise=dark_noise_per_cell(sensor_size(manifest, opts.resolution), opts.size, opts.window_ns, opts.bins)
+        if opts.dark_prob else 0.0,
+        flicker_floor=flicker_floors(train_set) if opts.flicker_prob else None)
 
     model = build_au_model(config)
     # With --ema the exponential moving average of the weights (and BatchNorm statistics) is what is validated
@@ -457,10 +475,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     train_start = time.perf_counter()
     for epoch in range(1, opts.epochs + 1):
         train_loss, train_acc = run_epoch(model, train_set, opts.batch_size, optimizer, generator,
-                                          desc=f"epoch {epoch}/{opts.epochs}", shift_px=opts.shift_px,
-                                          scale_jitter=opts.scale_jitter, reverse_prob=opts.reverse_prob, dark_prob=opts.dark_prob,
-                                          dark_noise=dark_noise, flicker_prob=opts.flicker_prob,
-                                          flicker_floor=flicker_floor,
+                                          desc=f"epoch {epoch}/{opts.epochs}", augment=augment,
                                           after_step=(lambda: ema_update(scored, model, opts.ema))
                                           if opts.ema else None)
         scheduler.step()
