@@ -1,14 +1,13 @@
 """Training of the AU classifiers (SNN on events or RGB frames, reference CNN) on a microexp dataset.
 
 Windows come from `select_window` and inputs from `encode_events` / `encode_frames`, the very functions the
-predictor uses online. Training windows are jittered copies (and random horizontal flips and, with `shift_px`,
-translations: a face region is never centred exactly; with `scale_jitter`, stretches: faces differ in width and
-height; with `dark_prob`, windows made to look darker; with `flicker_prob`, windows lit by another person's mains
-flicker) of each clip's
-labelled window; validation uses the fixed windows of the evaluation. Early stopping watches validation
-accuracy; the best weights are checkpointed to the output file (with its JSON sidecar) whenever they improve.
-Optionally a trained teacher reading the same input is distilled (`teacher`), and `combine_ensemble` writes
-trained events models as one AUEnsemble.
+predictor uses online. Training windows are jittered copies of each clip's labelled window, passed through an
+`Augmentation`: random horizontal flips and, with `shift_px`, translations (a face region is never centred
+exactly); with `scale_jitter`, stretches (faces differ in width and height); with `dark_prob`, windows made to
+look darker; with `flicker_prob`, windows lit by another person's mains flicker. Validation uses the fixed windows
+of the evaluation. Early stopping watches validation accuracy; the best weights are checkpointed to the output
+file (with its JSON sidecar) whenever they improve. Optionally a trained teacher reading the same input is
+distilled (`teacher`), and `combine_ensemble` writes trained events models as one AUEnsemble.
 """
 
 from __future__ import annotations
