@@ -285,12 +285,18 @@ def darkened(x: torch.Tensor, noise_per_cell: float, generator: torch.Generator 
     "polarity_net") as if seen in darker light: each window keeps a random share in [DARK_KEEP_MIN, 1] of its
     events (binomial thinning) and gains Poisson shot noise of a random mean in [0, noise_per_cell] per cell, bin
     and polarity; a net channel is computed again from the darkened counts, as `encode_events` does."""
-    counts = torch.expm1(x[:, :, :2]).round().clamp_min(0)
+    counts = window_counts(x)
     shape = (len(x),) + (1,) * (x.dim() - 1)
     keep = DARK_KEEP_MIN + (1 - DARK_KEEP_MIN) * torch.rand(shape, generator=generator)
     rate = noise_per_cell * torch.rand(shape, generator=generator)
     kept = torch.binomial(counts, keep.expand_as(counts).contiguous(), generator=generator)
     return encoded_counts(kept + torch.poisson(rate.expand_as(counts).contiguous(), generator=generator), x.shape[2])
+
+
+def window_counts(x: torch.Tensor) -> torch.Tensor:
+    """Event counts per polarity [B, bins, 2, H, W] of encoded event windows: their first two channels (log1p
+    counts) decoded, rounded to whole events; `encoded_counts` encodes them again."""
+    return torch.expm1(x[:, :, :2]).round().clamp_min(0)
 
 
 def encoded_counts(counts: torch.Tensor, channels: int) -> torch.Tensor:
@@ -313,13 +319,13 @@ def flicker_floors(data: WindowSet) -> torch.Tensor:
     lit = torch.tensor([c == "flicker" for c in data.lighting])
     if not lit.any():
         raise ValueError("flicker_prob needs flicker-lit training windows to take the flicker from; there are none")
-    return torch.expm1(data.x[lit, :, :2].float()).round().clamp_min(0).mean(dim=1)
+    return window_counts(data.x[lit, :, :2].float()).mean(dim=1)
 
 
 def flickered(x: torch.Tensor, floors: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Encoded event windows [B, bins, C, H, W] lit by flicker: each gains, in every bin, Poisson counts with the
     mean of one random flicker floor of `floors` [N, 2, H, W]."""
-    counts = torch.expm1(x[:, :, :2]).round().clamp_min(0)
+    counts = window_counts(x)
     donors = floors[torch.randint(len(floors), (len(x),), generator=generator)].unsqueeze(1).expand_as(counts)
     return encoded_counts(counts + torch.poisson(donors.contiguous(), generator=generator), x.shape[2])
 
